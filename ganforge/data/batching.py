@@ -1,0 +1,89 @@
+"""Fast in-memory batching.
+
+The whole dataset is one uint8 tensor; a batch is an ``index_select`` of a shuffled index
+range followed by one vectorised conversion to float [-1, 1]. There is no per-sample Python
+work, no DataLoader worker processes and no collate step, which is what makes small-image
+training on a CPU several times faster than the usual Dataset/DataLoader pattern.
+
+The loader's position (epoch, permutation, offset, RNG state) is part of the checkpoint so a
+resumed run sees exactly the batches it would have seen.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+
+class BatchLoader:
+    def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None, *,
+                 batch_size: int, seed: int = 0, device: torch.device | str = "cpu",
+                 channels_last: bool = False, rank: int = 0, world_size: int = 1):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise TypeError("BatchLoader expects a uint8 (N, C, H, W) tensor")
+        n = images.shape[0]
+        if batch_size * world_size > n:
+            raise ValueError(f"--batch-size {batch_size} (x{world_size} processes) is larger than "
+                             f"the dataset ({n} images); use a batch size of at most "
+                             f"{max(1, n // world_size)}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device) if labels is not None else None
+        self.batch_size = batch_size
+        self.channels_last = channels_last
+        self.rank, self.world_size = rank, world_size
+        self.n = n
+        # Each rank takes its own slice of the global batch from one shared permutation,
+        # so all ranks together see every image once per epoch (DistributedSampler-like).
+        self.global_batch = batch_size * world_size
+        self.steps_per_epoch = n // self.global_batch   # drop_last: every batch is full
+        self.gen = torch.Generator().manual_seed(seed)
+        self.epoch = 0          # completed epochs
+        self.pos = 0            # batches taken in the current epoch
+        self.perm: Optional[torch.Tensor] = None
+
+    # ------------------------------------------------------------------ iteration
+    def _new_perm(self) -> None:
+        self.perm = torch.randperm(self.n, generator=self.gen).to(self.device)
+        self.pos = 0
+
+    def next_indices(self) -> torch.Tensor:
+        if self.perm is None:
+            self._new_perm()
+        elif self.pos >= self.steps_per_epoch:
+            self.epoch += 1
+            self._new_perm()
+        start = self.pos * self.global_batch + self.rank * self.batch_size
+        self.pos += 1
+        return self.perm[start:start + self.batch_size]
+
+    def next(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        idx = self.next_indices()
+        x = self.images.index_select(0, idx)
+        x = x.to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self.labels.index_select(0, idx) if self.labels is not None else None
+        return x, y
+
+    @property
+    def epoch_float(self) -> float:
+        return self.epoch + self.pos / max(1, self.steps_per_epoch)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> Dict[str, Any]:
+        return {"epoch": self.epoch, "pos": self.pos, "gen": self.gen.get_state(),
+                "perm": None if self.perm is None else self.perm.cpu(),
+                "n": self.n, "global_batch": self.global_batch}
+
+    def load_state_dict(self, s: Dict[str, Any]) -> None:
+        self.gen.set_state(s["gen"])
+        self.epoch = int(s["epoch"])
+        if s["perm"] is not None and s["n"] == self.n and s["global_batch"] == self.global_batch:
+            self.perm = s["perm"].to(self.device)
+            self.pos = int(s["pos"])
+        else:
+            # Different data size or world size on resume: start a fresh epoch (the RNG
+            # stream continues, so this is still deterministic).
+            self.perm = None
+            self.pos = 0

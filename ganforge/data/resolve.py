@@ -1,0 +1,107 @@
+"""``load_dataset``: turn a dataset spec (a registered name, ``name:split``, a folder or an
+array file) into an :class:`ImageDataset`."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Optional, Tuple
+
+from ganforge.data.arrays import load_arrays
+from ganforge.data.base import DATASETS, DataError, ImageDataset
+from ganforge.data.folder import load_folder
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def parse_spec(spec: str) -> Tuple[Optional[str], Optional[str]]:
+    """(registered name, split or None) when ``spec`` names a registered dataset, else
+    (None, None). ``fashion-mnist:test`` -> ("fashion-mnist", "test")."""
+    if spec in DATASETS:
+        return spec, None
+    name, sep, split = spec.partition(":")
+    if sep and name in DATASETS:
+        return name, split or None
+    return None, None
+
+
+def _check_options(img_size: int, channels: int, limit: int) -> None:
+    if not isinstance(img_size, int) or img_size < 0:
+        raise DataError(f"img_size must be a whole number >= 0 (0: the dataset's own size), "
+                        f"got {img_size!r}")
+    if channels not in (0, 1, 3):
+        raise DataError(f"channels must be 0 (the dataset's own), 1 (grayscale) or 3 (RGB), "
+                        f"got {channels!r}")
+    if not isinstance(limit, int) or limit < 0:
+        raise DataError(f"limit must be a whole number >= 0 (0: all images), got {limit!r}")
+
+
+def _looks_like_path(spec: str) -> bool:
+    return any(c in spec for c in "/\\") or spec.startswith((".", "~")) \
+        or spec.lower().endswith(ARRAY_SUFFIXES)
+
+
+def _unknown(spec: str) -> DataError:
+    names = DATASETS.names()
+    if _looks_like_path(spec):
+        return DataError(f"dataset path '{spec}' does not exist; check the path (it is "
+                         f"relative to {Path.cwd()}), or use a registered dataset: "
+                         f"{', '.join(names)}")
+    close = difflib.get_close_matches(spec.partition(":")[0], names, n=2, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return DataError(f"unknown dataset '{spec}': {hint}choose one of {', '.join(names)} "
+                     f"(optionally as name:split, e.g. 'fashion-mnist:test'), or give a "
+                     f"folder of images or a .npy/.npz file")
+
+
+def _path_split(path: Path, split: str) -> Path:
+    """For a path, split 'train' means the path itself; another split selects the
+    subfolder of that name."""
+    if split in ("train", "", "all"):
+        return path
+    sub = path / split
+    if path.is_dir() and sub.is_dir():
+        return sub
+    raise DataError(f"{path}: split '{split}' applies to named datasets; for a folder it "
+                    f"means the subfolder '{split}', which does not exist; point the dataset "
+                    f"at the folder you want instead")
+
+
+def load_dataset(spec: str, split: str = "train", *, img_size: int = 0, channels: int = 0,
+                 data_dir: str | None = None, strict: bool = False, limit: int = 0,
+                 download: bool = True, cache: bool = True) -> ImageDataset:
+    """Load a whole dataset into memory as uint8 NCHW (see :class:`ImageDataset`).
+
+    ``spec``: a registered name (``fashion-mnist``, ``mnist``, ``emoji``), optionally with a
+    split (``fashion-mnist:test``, which overrides ``split``); or a folder of images; or a
+    ``.npy``/``.npz`` file. ``img_size``/``channels`` 0 keep the dataset's own; ``limit``
+    keeps the first N images. ``strict`` fails on unreadable images instead of skipping
+    them; ``download`` allows fetching named datasets; ``cache`` reads/writes the decoded
+    tensor under the user cache. Every user-caused problem raises :class:`DataError`.
+    """
+    if not isinstance(spec, (str, Path)) or not str(spec).strip():
+        raise DataError(f"dataset spec must be a dataset name or a path, got {spec!r}; "
+                        f"choose one of {', '.join(DATASETS.names())}")
+    _check_options(img_size, channels, limit)
+    spec = str(spec).strip()
+    name, spec_split = parse_spec(spec)
+    if name is not None:
+        return DATASETS.get(name)(split=spec_split or split, img_size=img_size,
+                                  channels=channels, data_dir=data_dir, strict=strict,
+                                  limit=limit, download=download, cache=cache)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise _unknown(spec)
+    path = _path_split(path, split)
+    shown = spec if path == Path(spec).expanduser() else str(path)
+    if path.is_dir():
+        return load_folder(path, img_size=img_size, channels=channels, strict=strict,
+                           limit=limit, cache=cache, name=shown)
+    if path.suffix.lower() in ARRAY_SUFFIXES:
+        return load_arrays(path, img_size=img_size, channels=channels, limit=limit,
+                           cache=cache, name=shown)
+    raise DataError(f"{path}: is a file but not a .npy/.npz array file; give a folder of "
+                    f"images, a .npy/.npz file, or one of {', '.join(DATASETS.names())}")
+
+
+def dataset_names() -> list[str]:
+    return DATASETS.names()

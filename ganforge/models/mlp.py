@@ -1,0 +1,80 @@
+"""The fully-connected GAN of Goodfellow et al. 2014, as in the popular tutorials.
+
+G: z -> Linear(w) -> Linear(2w) -> Linear(4w) -> Linear(C*H*W) -> tanh -> (N, C, H, W)
+D: flatten -> Linear(4w) -> Linear(2w) -> Linear(w) -> Linear(1) -> raw logit (N,)
+
+Hidden layers use LeakyReLU(0.2) in both networks (the tutorials' choice; the paper's G used
+ReLU/sigmoid and its D maxout, which nobody reproduces today). D may use dropout (the paper
+trained D with dropout); it defaults to 0. Works at any image size, since nothing is spatial.
+
+Layout for later conditional variants: the hidden stack is ``body`` and the final projection is
+``head``; the input width is ``in_features`` (G: z_dim, D: C*H*W). A class-conditional subclass
+can widen ``in_features`` to concatenate a label embedding (G) or add a projection term on
+``features(x)`` (D) without rewriting the network.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ganforge.models import DISCRIMINATORS, GENERATORS
+
+
+def _check_common(img_size: int, channels: int, width: int) -> None:
+    if not isinstance(img_size, int) or img_size < 1:
+        raise ValueError(f"mlp: img_size={img_size!r} must be a positive integer")
+    if not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"mlp: channels={channels!r} must be a positive integer (1 or 3)")
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"mlp: width={width!r} must be a positive integer")
+
+
+@GENERATORS.register("mlp")
+class MLPGenerator(nn.Module):
+    """Fully-connected generator (Goodfellow et al. 2014): z -> w, 2w, 4w -> image, tanh."""
+
+    def __init__(self, *, img_size: int, channels: int, z_dim: int = 100, width: int = 256):
+        super().__init__()
+        _check_common(img_size, channels, width)
+        if not isinstance(z_dim, int) or z_dim < 1:
+            raise ValueError(f"mlp: z_dim={z_dim!r} must be a positive integer")
+        self.img_size, self.channels, self.z_dim, self.width = img_size, channels, z_dim, width
+        self.in_features = z_dim
+        dims = [self.in_features, width, 2 * width, 4 * width]
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(d_in, d_out), nn.LeakyReLU(0.2, inplace=True)]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(dims[-1], channels * img_size * img_size)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.head(self.body(z)))
+        return x.view(z.shape[0], self.channels, self.img_size, self.img_size)
+
+
+@DISCRIMINATORS.register("mlp")
+class MLPDiscriminator(nn.Module):
+    """Fully-connected discriminator: flatten -> 4w, 2w, w (LeakyReLU 0.2) -> one raw logit."""
+
+    def __init__(self, *, img_size: int, channels: int, width: int = 256, dropout: float = 0.0):
+        super().__init__()
+        _check_common(img_size, channels, width)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"mlp: dropout={dropout!r} must be in [0, 1)")
+        self.img_size, self.channels, self.width = img_size, channels, width
+        self.in_features = channels * img_size * img_size
+        dims = [self.in_features, 4 * width, 2 * width, width]
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(d_in, d_out), nn.LeakyReLU(0.2, inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout(float(dropout)))
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden activations (N, width): what a projection D would pair with a label."""
+        return self.body(x.flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)).view(-1)
