@@ -85,6 +85,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     out: str = ""                 # run folder; empty: runs/<model>-<data>
+    description: str = ""         # free text, e.g. what a preset is for
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> Dict[str, Any]:

@@ -1,0 +1,470 @@
+"""The one training loop (DESIGN lessons 2-4).
+
+The task says *what* to compute for each phase; the trainer decides *when*: it runs the
+phases in order every step (a phase with ``repeat=k`` k times, with ``every=n`` only every
+n-th step), gives each phase its own optimizer over its own modules' parameters, and restricts
+each backward pass to those parameters (``backward(inputs=...)``), so the generator phase
+never computes the discriminator's weight gradients.
+
+Around the loop: seeding, device/AMP/channels_last/compile settings, the fixed-noise sample
+grids, the JSON-lines metrics log (plus TensorBoard when installed), loss curves, the
+training GIF, checkpoints, resume, and clean interruption (Ctrl-C / SIGTERM save first).
+
+Host synchronisation is kept out of the hot loop: per-step statistics stay on the device and
+are summed there; they are read back (``.item()``) only every ``log.log_every`` steps.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+import ganforge
+from ganforge import checkpoint as ckpt
+from ganforge.config import Config, ConfigError, merge
+from ganforge.data import load_dataset
+from ganforge.data.batching import BatchLoader
+from ganforge.report.curves import plot_curves
+from ganforge.report.images import save_grid, write_gif
+from ganforge.tasks import TASKS, Phase, Task
+
+DEFAULT_STEPS = 2000
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device='{name}' but CUDA is not available on this machine; "
+                          f"use train.device=cpu (or auto)")
+    return dev
+
+
+def default_run_dir(cfg: Config) -> str:
+    data = Path(cfg.data.name).name if ("/" in cfg.data.name or os.sep in cfg.data.name) else cfg.data.name
+    data = data.replace(":", "-") or "data"
+    return str(Path("runs") / f"{cfg.model.name}-{data}")
+
+
+class _Interrupt:
+    """Turns the first SIGINT/SIGTERM into a flag the loop checks after each step; a second
+    one interrupts immediately (the last completed checkpoint is still on disk)."""
+
+    def __init__(self) -> None:
+        self.signal: Optional[int] = None
+        self._old: Dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading_main():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\n[ganforge] {signal.Signals(signum).name} received: finishing this step and saving "
+              f"a checkpoint (press Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        return False
+
+
+def threading_main() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+class Trainer:
+    """Build everything from a :class:`Config` and train.
+
+    ``Trainer(cfg).fit()`` runs to ``train.steps`` (or ``train.epochs``); ``step()`` runs one
+    training step (all phases once) and is what benchmarks time. ``resume=True`` continues
+    from ``<out>/checkpoints/latest.pt`` exactly where it stopped.
+    """
+
+    def __init__(self, cfg: Config, *, resume: bool = False, dataset=None, quiet: bool = False):
+        self.cfg = cfg
+        t = cfg.train
+        self.quiet = quiet
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
+        torch.manual_seed(t.seed)
+        self.device = resolve_device(t.device)
+        self.run_dir = Path(cfg.out or default_run_dir(cfg))
+        self.is_cuda = self.device.type == "cuda"
+
+        # ----- data
+        d = cfg.data
+        self.dataset = dataset if dataset is not None else load_dataset(
+            d.name, d.split, img_size=d.img_size, channels=d.channels, data_dir=d.data_dir,
+            strict=d.strict, limit=d.limit, download=d.download)
+        _, channels, h, w = self.dataset.images.shape
+        self.img_size, self.channels = h, channels
+        self.loader = BatchLoader(self.dataset.images, self.dataset.labels, batch_size=t.batch_size,
+                                  seed=t.seed, device=self.device if self._data_fits_device() else "cpu",
+                                  channels_last=t.channels_last)
+
+        # ----- task, phases, optimizers
+        n_classes = len(self.dataset.class_names or [])
+        self.task: Task = TASKS.build(t.task, cfg=cfg, img_size=h, channels=channels,
+                                      device=self.device, n_classes=n_classes, seed=t.seed)
+        if t.channels_last:
+            for m in self.task.modules.values():
+                m.to(memory_format=torch.channels_last)
+        self.phases: List[Phase] = self.task.phases()
+        self.params = {p.name: [q for m in p.modules for q in self.task.modules[m].parameters()]
+                       for p in self.phases}
+        fused = self.is_cuda
+        self.optimizers = {p.name: torch.optim.Adam(self.params[p.name], lr=p.lr, betas=p.betas,
+                                                    **({"fused": True} if fused else {}))
+                           for p in self.phases}
+        self.total_steps = self._total_steps()
+        self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, self._lr_lambda)
+                           for n, o in self.optimizers.items()}
+
+        # ----- mixed precision (CUDA only; on CPU the flag is accepted and ignored)
+        self.amp_dtype = None
+        if t.amp != "none":
+            if t.amp not in ("bf16", "fp16"):
+                raise ConfigError(f"train.amp='{t.amp}': use none, bf16 or fp16")
+            if self.is_cuda:
+                self.amp_dtype = torch.bfloat16 if t.amp == "bf16" else torch.float16
+                if t.amp == "bf16" and not torch.cuda.is_bf16_supported():
+                    self.amp_dtype = torch.float16
+            else:
+                self._note(f"train.amp={t.amp} has no effect on {self.device}; training in float32")
+        self.scalers = {n: torch.amp.GradScaler("cuda") for n in self.optimizers} \
+            if self.amp_dtype == torch.float16 else {}
+
+        if t.compile:
+            if self.is_cuda:
+                self._note("train.compile: compiling the networks; the first steps are slow (warm-up)")
+                for name, m in list(self.task.modules.items()):
+                    self.task.modules[name] = torch.compile(m)
+            else:
+                self._note("train.compile has no effect on CPU (it did not speed up these models here)")
+
+        # ----- fixed inputs for progress grids
+        g = torch.Generator().manual_seed(t.seed + 2)
+        self.fixed = self.task.fixed_inputs(cfg.log.n_samples, g, self.device)
+
+        self.step_count = 0
+        self.images_seen = 0
+        self.elapsed = 0.0       # training seconds over all sessions of this run
+        self.sample_frames: List[str] = []
+        self._acc: Dict[str, torch.Tensor] = {}
+        self._acc_n = 0
+        self._tb = None
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ helpers
+    def _note(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"[ganforge] {msg}", file=sys.stderr, flush=True)
+
+    def _data_fits_device(self) -> bool:
+        if not self.is_cuda:
+            return True
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return self.dataset.images.numel() < 0.25 * free
+
+    def _total_steps(self) -> int:
+        t = self.cfg.train
+        if t.steps > 0:
+            return t.steps
+        if t.epochs > 0:
+            per_step = t.batch_size * max(p.repeat for p in self.phases if p.new_batch) \
+                if any(p.new_batch for p in self.phases) else t.batch_size
+            return max(1, math.ceil(t.epochs * self.dataset.images.shape[0] / per_step))
+        return DEFAULT_STEPS
+
+    def _lr_lambda(self, step: int) -> float:
+        t = self.cfg.train
+        if t.lr_decay == "none":
+            return 1.0
+        start = int(t.lr_decay_start * self.total_steps)
+        if step < start:
+            return 1.0
+        frac = (step - start) / max(1, self.total_steps - start)
+        frac = min(1.0, frac)
+        if t.lr_decay == "linear":
+            return 1.0 - frac
+        if t.lr_decay == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * frac))
+        raise ConfigError(f"train.lr_decay='{t.lr_decay}': use none, linear or cosine")
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> Dict[str, torch.Tensor]:
+        """One training step: every phase due at this step, in order. Returns detached stats."""
+        stats: Dict[str, torch.Tensor] = {}
+        batch = None
+        for phase in self.phases:
+            if self.step_count % phase.every:
+                continue
+            opt = self.optimizers[phase.name]
+            params = self.params[phase.name]
+            for r in range(phase.repeat):
+                if phase.new_batch or batch is None:
+                    batch = self.loader.next()
+                    if batch[0].device != self.device:
+                        batch = tuple(b.to(self.device, non_blocking=True) if b is not None else None for b in batch)
+                    self.images_seen += batch[0].shape[0]
+                opt.zero_grad(set_to_none=True)
+                with self._autocast():
+                    loss, logs = self.task.loss(phase.name, batch, last_repeat=(r == phase.repeat - 1))
+                scaler = self.scalers.get(phase.name)
+                if scaler is not None:
+                    scaler.scale(loss).backward(inputs=params)
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward(inputs=params)
+                    opt.step()
+                stats.update(logs)
+        for s in self.schedulers.values():
+            s.step()
+        self.step_count += 1
+        return stats
+
+    # ------------------------------------------------------------------ run folder
+    def _prepare_run_dir(self, resumed: bool) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        cfg_text = "# ganforge resolved config (edit and pass with --config to reuse)\n" + self.cfg.dump_yaml()
+        (self.run_dir / "config.yaml").write_text(cfg_text)
+        if self.cfg.log.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step_count if resumed else None)
+            except Exception:   # tensorboard not installed: the JSON log and PNG curves remain
+                self._tb = None
+
+    def _log(self, row: Dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k not in ("step",):
+                    self._tb.add_scalar(k, v, row["step"])
+
+    def save_samples(self) -> Path:
+        imgs = self.task.render(self.fixed)
+        path = self.run_dir / "samples" / f"step-{self.step_count:07d}.png"
+        save_grid(imgs, path, scale=2 if self.img_size <= 32 else 1)
+        if str(path) not in self.sample_frames:
+            self.sample_frames.append(str(path))
+        if self._tb is not None:
+            from ganforge.report.images import make_grid
+            self._tb.add_image("samples", (make_grid(imgs) + 1) / 2, self.step_count)
+        return path
+
+    def finalize_outputs(self) -> None:
+        frames = sorted((self.run_dir / "samples").glob("step-*.png"))
+        if frames and self.cfg.log.gif:
+            write_gif(frames, self.run_dir / "training.gif")
+        plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+        if self._tb is not None:
+            self._tb.flush()
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        def raw(m: nn.Module) -> nn.Module:
+            return getattr(m, "_orig_mod", m)
+        return {
+            "format": "ganforge-checkpoint-1",
+            "version": ganforge.__version__,
+            "step": self.step_count,
+            "images_seen": self.images_seen,
+            "elapsed": self.elapsed,
+            "epoch": self.loader.epoch_float,
+            "config": self.cfg.to_dict(),
+            "task": self.cfg.train.task,
+            "specs": {n: raw(m).spec for n, m in self.task.modules.items()},
+            "modules": {n: raw(m).state_dict() for n, m in self.task.modules.items()},
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
+            "loader": self.loader.state_dict(),
+            "task_state": self.task.state_dict(),
+            "rng": ckpt.rng_state(),
+            "fixed": {k: v.cpu() for k, v in self.fixed.items()},
+            "data": {"name": self.dataset.name, "class_names": self.dataset.class_names,
+                     "img_size": self.img_size, "channels": self.channels},
+        }
+
+    def save_checkpoint(self) -> Path:
+        return ckpt.save_checkpoint(self.state_dict(), self.run_dir, self.step_count,
+                                    keep_last=self.cfg.log.keep_last)
+
+    def _resume(self) -> None:
+        try:
+            path = ckpt.find_checkpoint(self.run_dir)
+        except ckpt.CheckpointError:
+            self._note(f"--resume: no checkpoint in {self.run_dir}; starting a new run")
+            return
+        st = ckpt.load_checkpoint(path, map_location="cpu")
+        for n, m in self.task.modules.items():
+            getattr(m, "_orig_mod", m).load_state_dict(st["modules"][n])
+        for n, o in self.optimizers.items():
+            o.load_state_dict(st["optimizers"][n])
+        for n, s in self.schedulers.items():
+            s.load_state_dict(st["schedulers"][n])
+        for n, s in self.scalers.items():
+            if n in st.get("scalers", {}):
+                s.load_state_dict(st["scalers"][n])
+        self.loader.load_state_dict(st["loader"])
+        self.task.load_state_dict(st["task_state"])
+        ckpt.set_rng_state(st["rng"])
+        self.fixed = {k: v.to(self.device) for k, v in st["fixed"].items()}
+        self.step_count = int(st["step"])
+        self.images_seen = int(st["images_seen"])
+        self.elapsed = float(st.get("elapsed", 0.0))
+        self._note(f"resumed from {path} at step {self.step_count}")
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, stop_at: Optional[int] = None) -> Dict[str, Any]:
+        """Train to ``train.steps``. ``stop_at`` ends this session early at that step, exactly
+        as an interruption would (checkpoint and all); the schedule still targets the total."""
+        cfg, log = self.cfg, self.cfg.log
+        resumed = self.step_count > 0
+        self._prepare_run_dir(resumed)
+        total = self.total_steps
+        if self.step_count >= total:
+            self._note(f"already at step {self.step_count} of {total}; nothing to do "
+                       f"(raise --steps to train longer)")
+            return self._summary(0.0, 0)
+        self._note(f"training {cfg.model.name} on {self.dataset.name} ({self.dataset.images.shape[0]} images, "
+                   f"{self.channels}x{self.img_size}x{self.img_size}) on {self.device}; "
+                   f"run folder: {self.run_dir}")
+        if not resumed:
+            self.save_samples()
+        bar = _Progress(total, self.step_count, enabled=log.progress and not self.quiet,
+                        keys=self.task.progress_keys)
+        start_step, start_time = self.step_count, time.perf_counter()
+        t0_images = self.images_seen
+        interrupted = None
+        last_ckpt_step = self.step_count if resumed else -1
+        with _Interrupt() as intr:
+            try:
+                while self.step_count < total:
+                    stats = self.step()
+                    for k, v in stats.items():
+                        self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
+                    self._acc_n += 1
+                    s = self.step_count
+                    now = time.perf_counter()
+                    if s % log.log_every == 0 or s == total:
+                        row = self._flush_stats(now - start_time, self.images_seen - t0_images)
+                        bar.update(s, self.loader.epoch_float, row)
+                    else:
+                        bar.update(s, self.loader.epoch_float, None)
+                    if s % log.sample_every == 0 or s == total:
+                        self.save_samples()
+                        plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+                    if s % log.ckpt_every == 0:
+                        self._checkpoint(now - start_time, start_step)
+                        last_ckpt_step = s
+                    if intr.signal is not None:
+                        interrupted = intr.signal
+                        break
+                    if stop_at is not None and s >= stop_at:
+                        break
+                    if cfg.train.time_limit and now - start_time >= cfg.train.time_limit:
+                        self._note(f"time limit of {cfg.train.time_limit:g}s reached at step {s}")
+                        break
+            finally:
+                bar.close()
+                dt = time.perf_counter() - start_time
+                if self.step_count != last_ckpt_step:
+                    if self._acc_n:
+                        self._flush_stats(dt, self.images_seen - t0_images)
+                    self._checkpoint(dt, start_step)
+                self.finalize_outputs()
+        summary = self._summary(dt, self.step_count - start_step)
+        if interrupted is not None:
+            self._note(f"stopped at step {self.step_count}; checkpoint saved. Continue with "
+                       f"`ganforge train --out {self.run_dir} --resume`")
+            summary["interrupted"] = signal.Signals(interrupted).name
+        else:
+            self._note(f"done: {self.step_count} steps; samples in {self.run_dir / 'samples'}, "
+                       f"checkpoint in {self.run_dir / 'checkpoints' / 'latest.pt'}")
+        return summary
+
+    def _checkpoint(self, session_seconds: float, start_step: int) -> None:
+        saved_elapsed = self.elapsed
+        self.elapsed = saved_elapsed + session_seconds
+        try:
+            self.save_checkpoint()
+        finally:
+            self.elapsed = saved_elapsed
+
+    def _flush_stats(self, seconds: float, images: int) -> Dict[str, Any]:
+        row: Dict[str, Any] = {"step": self.step_count, "epoch": round(self.loader.epoch_float, 4)}
+        for k, v in self._acc.items():
+            row[k] = float(v.item()) / self._acc_n
+        row["lr"] = self.schedulers[self.phases[0].name].get_last_lr()[0]
+        row["images_per_sec"] = images / seconds if seconds > 0 else 0.0
+        row["time"] = round(self.elapsed + seconds, 3)
+        self._acc, self._acc_n = {}, 0
+        self._log(row)
+        return row
+
+    def _summary(self, seconds: float, steps: int) -> Dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "steps": self.step_count, "seconds": seconds,
+                "steps_this_session": steps,
+                "steps_per_sec": steps / seconds if seconds > 0 else 0.0}
+
+
+class _Progress:
+    """A one-line progress bar: epoch, step, images/s, ETA and the task's statistics."""
+
+    def __init__(self, total: int, initial: int, enabled: bool, keys):
+        self.enabled = enabled
+        self.keys = keys
+        self.bar = None
+        self.postfix = ""
+        if enabled:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                            file=sys.stderr, smoothing=0.1, mininterval=0.5,
+                            bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} "
+                                       "[{elapsed}<{remaining}, {rate_fmt}] {postfix}")
+
+    def update(self, step: int, epoch: float, row: Optional[Dict[str, Any]]) -> None:
+        if not self.bar:
+            return
+        if row is not None:
+            parts = [f"{row.get('images_per_sec', 0):.0f} img/s"]
+            for k in self.keys:
+                if k in row:
+                    parts.append(f"{k}={row[k]:.3f}")
+            self.postfix = " ".join(parts)
+            self.bar.set_postfix_str(self.postfix, refresh=False)
+        self.bar.set_description_str(f"epoch {epoch:.2f}", refresh=False)
+        self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()

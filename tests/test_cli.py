@@ -1,0 +1,112 @@
+"""The `ganforge` command end to end (in-process via cli.main, and one real subprocess)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganforge.cli import main
+from ganforge.checkpoint import load_checkpoint
+from tests.conftest import require_fashion_mnist
+
+
+@pytest.fixture
+def img_folder(tmp_path):
+    """Two classes of small RGB images in subfolders."""
+    root = tmp_path / "imgs"
+    g = np.random.default_rng(0)
+    for cls, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        (root / cls).mkdir(parents=True)
+        for i in range(24):
+            a = np.full((20, 20, 3), 255, np.uint8)
+            y, x = g.integers(0, 12, 2)
+            a[y:y + 8, x:x + 8] = colour
+            Image.fromarray(a).save(root / cls / f"{i}.png")
+    return root
+
+
+TINY = ["model.g_width=4", "model.d_width=4", "model.z_dim=8", "log.progress=false",
+        "log.sample_every=5", "log.log_every=5", "log.tensorboard=false"]
+
+
+def test_train_then_sample_grid_and_npy(tmp_path, img_folder, capsys):
+    run = tmp_path / "run"
+    rc = main(["train", "--data", str(img_folder), "--model", "dcgan", "--steps", "10", "--batch-size", "8",
+               "--out", str(run), "--seed", "3", "data.img_size=16", *TINY])
+    assert rc == 0
+    assert (run / "samples" / "step-0000010.png").exists()
+    st = load_checkpoint(run)
+    assert st["config"]["train"]["seed"] == 3 and st["data"]["channels"] == 3
+
+    assert main(["sample", str(run), "--n", "9", "--out", str(tmp_path / "g.png")]) == 0
+    assert Image.open(tmp_path / "g.png").size[0] > 16 * 3
+    assert main(["sample", str(run / "checkpoints" / "latest.pt"), "--n", "5", "--out",
+                 str(tmp_path / "s.npy"), "--seed", "1"]) == 0
+    arr = np.load(tmp_path / "s.npy")
+    assert arr.shape == (5, 3, 16, 16) and arr.dtype == np.float32
+    assert arr.min() >= -1 and arr.max() <= 1
+    # same seed, same samples; the checkpoint alone suffices (no flags repeated)
+    main(["sample", str(run), "--n", "5", "--out", str(tmp_path / "t.npy"), "--seed", "1"])
+    assert np.array_equal(arr, np.load(tmp_path / "t.npy"))
+
+
+def test_unknown_key_is_an_error_naming_it(tmp_path, capsys):
+    rc = main(["train", "--out", str(tmp_path / "r"), "train.lr_gg=1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "train.lr_gg" in err and "train.lr_g" in err
+
+
+def test_wrong_type_flag_value(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "r"), "log.sample_every=often"]) == 2
+    assert "log.sample_every" in capsys.readouterr().err
+
+
+def test_bad_data_path_is_clear(tmp_path, capsys):
+    rc = main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
+    assert rc == 2
+    assert str(tmp_path / "nope") in capsys.readouterr().err
+
+
+def test_sample_without_checkpoint_is_clear(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["sample", str(tmp_path / "empty")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("dcgan", "mlp", "nonsaturating", "minimax", "fashion-mnist", "mnist", "emoji",
+                 "dcgan-fashion-mnist", "dcgan-emoji"):
+        assert word in out
+
+
+def test_print_config_applies_preset_then_flags(capsys):
+    assert main(["train", "--config", "dcgan-fashion-mnist", "--batch-size", "32", "--print-config",
+                 "train.lr_d=0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "batch_size: 32" in out and "lr_d: 0.001" in out and "img_size: 32" in out
+
+
+@pytest.mark.realdata
+def test_real_fashion_mnist_dcgan_end_to_end(tmp_path):
+    """The README's main job, shortened: a real subprocess on real data with the preset."""
+    require_fashion_mnist()
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "ganforge", "train", "--config", "dcgan-fashion-mnist",
+                        "--steps", "20", "--out", str(run), "log.sample_every=10", "log.log_every=10",
+                        "model.g_width=8", "model.d_width=8"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "fashion-mnist" in r.stderr
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 20
+    st = load_checkpoint(run)
+    assert st["data"]["class_names"][9] == "Ankle boot"
+    assert st["data"]["img_size"] == 32
+    for f in ("training.gif", "curves.png", "config.yaml", "samples/step-0000020.png"):
+        assert (run / f).exists(), f

@@ -1,0 +1,197 @@
+"""Trainer: determinism, exact resume, phases, run folder, checkpoints, interruption."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganforge.checkpoint import CheckpointError, load_checkpoint
+from ganforge.config import Config
+from ganforge.data import ImageDataset
+from ganforge.trainer import Trainer
+
+
+def blobs(n=192, size=16, channels=1, seed=0):
+    """A tiny learnable dataset: one bright square at a random place per image."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, channels, size, size, dtype=torch.uint8)
+    pos = torch.randint(0, size - 5, (n, 2), generator=g)
+    for i, (a, b) in enumerate(pos.tolist()):
+        x[i, :, a:a + 5, b:b + 5] = 255
+    labels = torch.arange(n) % 2
+    return ImageDataset(images=x, labels=labels, class_names=["a", "b"], name="blobs", source="memory")
+
+
+def tiny_cfg(out, **over):
+    cfg = Config().with_overrides({
+        "model.name": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.z_dim": 8,
+        "train.batch_size": 16, "train.steps": 8, "log.log_every": 2, "log.sample_every": 4,
+        "log.ckpt_every": 4, "log.n_samples": 4, "log.progress": False, "log.tensorboard": False,
+        "out": str(out)})
+    return cfg.with_overrides(over) if over else cfg
+
+
+def weights(run_dir):
+    st = load_checkpoint(run_dir)
+    return st["modules"]
+
+
+def assert_same_state(a, b):
+    for net in a:
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs"
+
+
+@pytest.mark.parametrize("model,d_steps,decay", [("dcgan", 1, "none"), ("mlp", 2, "none"), ("dcgan", 2, "linear")])
+def test_resume_is_exact(tmp_path, model, d_steps, decay):
+    """2N steps in one go == N steps, a new process-like Trainer, N more (bit for bit, CPU)."""
+    ds = blobs()
+    over = {"model.name": model, "train.d_steps": d_steps, "train.lr_decay": decay}
+    Trainer(tiny_cfg(tmp_path / "one", **over, **{"train.steps": 12}), dataset=ds, quiet=True).fit()
+    if decay == "none":   # plain: train to N, later raise the target to 2N
+        Trainer(tiny_cfg(tmp_path / "two", **over, **{"train.steps": 6}), dataset=ds, quiet=True).fit()
+    else:                 # the lr schedule depends on the total, so stop a 2N run at N instead
+        Trainer(tiny_cfg(tmp_path / "two", **over, **{"train.steps": 12}), dataset=ds, quiet=True).fit(stop_at=6)
+    tr = Trainer(tiny_cfg(tmp_path / "two", **over, **{"train.steps": 12}), dataset=ds, quiet=True, resume=True)
+    assert tr.step_count == 6
+    tr.fit()
+    a, b = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
+    assert a["step"] == b["step"] == 12
+    assert_same_state(a["modules"], b["modules"])
+    for name in a["optimizers"]:
+        sa, sb = a["optimizers"][name]["state"], b["optimizers"][name]["state"]
+        for pid in sa:
+            assert torch.equal(sa[pid]["exp_avg"], sb[pid]["exp_avg"])
+    assert a["loader"]["pos"] == b["loader"]["pos"] and a["loader"]["epoch"] == b["loader"]["epoch"]
+
+
+def test_seed_repeatable_and_seed_matters(tmp_path):
+    ds = blobs()
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        Trainer(tiny_cfg(tmp_path / name, **{"train.seed": seed}), dataset=ds, quiet=True).fit()
+    assert_same_state(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    wa, wc = weights(tmp_path / "a"), weights(tmp_path / "c")
+    assert not torch.equal(wa["G"]["blocks.0.0.weight"], wc["G"]["blocks.0.0.weight"])
+
+
+def test_k_discriminator_steps(tmp_path):
+    tr = Trainer(tiny_cfg(tmp_path, **{"train.d_steps": 3, "train.steps": 4}), dataset=blobs(), quiet=True)
+    tr.fit()
+    d_state = tr.optimizers["D"].state_dict()["state"]
+    g_state = tr.optimizers["G"].state_dict()["state"]
+    assert float(d_state[0]["step"]) == 12 and float(g_state[0]["step"]) == 4
+    # three fresh real batches per step
+    assert tr.images_seen == 4 * 3 * 16
+
+
+def test_g_phase_leaves_d_untouched(tmp_path):
+    tr = Trainer(tiny_cfg(tmp_path), dataset=blobs(), quiet=True)
+    tr.step()
+    # After a full step D's grads come only from its own phase; run a G phase alone and check
+    # D's parameters received no gradient.
+    for p in tr.task.D.parameters():
+        p.grad = None
+    batch = tr.loader.next()
+    loss, _ = tr.task.loss("G", batch)
+    loss.backward(inputs=tr.params["G"])
+    assert all(p.grad is None for p in tr.task.D.parameters())
+    assert any(p.grad is not None for p in tr.task.G.parameters())
+
+
+def test_run_folder_contents(tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(run, **{"train.steps": 12, "log.keep_last": 2}), dataset=blobs(), quiet=True).fit()
+    assert (run / "config.yaml").exists()
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12]
+    for key in ("loss_D", "loss_G", "D(x)", "D(G(z))", "images_per_sec", "epoch", "lr"):
+        assert key in rows[-1]
+    assert 0 <= rows[-1]["D(x)"] <= 1
+    samples = sorted(p.name for p in (run / "samples").glob("*.png"))
+    assert samples == ["step-0000000.png", "step-0000004.png", "step-0000008.png", "step-0000012.png"]
+    assert (run / "training.gif").stat().st_size > 0
+    assert (run / "curves.png").stat().st_size > 0
+    ck = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert ck == ["latest.pt", "step-000000008.pt", "step-000000012.pt"]
+    st = load_checkpoint(run)
+    for key in ("modules", "optimizers", "step", "epoch", "rng", "config", "version", "specs", "loader"):
+        assert key in st
+    from PIL import Image
+    gif = Image.open(run / "training.gif")
+    assert gif.n_frames == 4
+
+
+def test_lr_decay_linear_to_zero(tmp_path):
+    tr = Trainer(tiny_cfg(tmp_path, **{"train.lr_decay": "linear", "train.lr_decay_start": 0.5}),
+                 dataset=blobs(), quiet=True)
+    tr.fit()
+    assert tr.optimizers["G"].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_epochs_translate_to_steps(tmp_path):
+    tr = Trainer(tiny_cfg(tmp_path, **{"train.steps": 0, "train.epochs": 1.0}), dataset=blobs(n=160), quiet=True)
+    assert tr.total_steps == 10
+
+
+def test_amp_and_compile_flags_harmless_on_cpu(tmp_path):
+    tr = Trainer(tiny_cfg(tmp_path, **{"train.amp": "bf16", "train.compile": True, "train.steps": 2,
+                                       "train.channels_last": True}), dataset=blobs(), quiet=True)
+    tr.fit()
+    assert tr.amp_dtype is None
+
+
+def test_batch_larger_than_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="batch-size 16.*8 images"):
+        Trainer(tiny_cfg(tmp_path), dataset=blobs(n=8), quiet=True)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/ganforge-pwned",))
+
+
+def test_checkpoint_loading_never_runs_code(tmp_path):
+    p = tmp_path / "evil.pt"
+    torch.save({"x": _Evil()}, p)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(p)
+    assert not os.path.exists("/tmp/ganforge-pwned")
+
+
+def test_sigterm_saves_checkpoint_and_resume_continues(tmp_path):
+    """A real process: SIGTERM mid-run saves a checkpoint; --resume finishes the run."""
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    from PIL import Image
+    x = blobs(n=64).images
+    for i in range(64):
+        Image.fromarray(x[i, 0].numpy()).save(img_dir / f"{i}.png")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ganforge", "train", "--data", str(img_dir), "--model", "mlp",
+           "--steps", "100000", "--batch-size", "8", "--out", str(run), "model.g_width=8",
+           "model.d_width=8", "log.ckpt_every=1000000", "log.sample_every=1000000", "log.progress=false"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    assert (run / "metrics.jsonl").exists(), proc.stderr.read() if proc.poll() is not None else "no progress"
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err
+    st = load_checkpoint(run)
+    stopped = st["step"]
+    assert stopped > 0
+    # The resumed run needs no flags but the new target: the run folder has its config.
+    r = subprocess.run([sys.executable, "-m", "ganforge", "train", "--out", str(run), "--resume",
+                        "--steps", str(stopped + 5)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"resumed from" in r.stderr
+    assert load_checkpoint(run)["step"] == stopped + 5
