@@ -79,11 +79,21 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    every: int = 0                # evaluate every N steps during training (0: off); --eval-every
+    metrics: str = "fid,kid"      # comma-separated: fid, kid, pr, dc, is
+    n: int = 2000                 # generated images per evaluation during training
+    extractor: str = "domain"     # feature extractor: domain | inception
+    split: str = "test"           # real split the generated images are compared with
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     out: str = ""                 # run folder; empty: runs/<model>-<data>
     description: str = ""         # free text, e.g. what a preset is for
 

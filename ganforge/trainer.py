@@ -33,8 +33,6 @@ import torch.nn as nn
 import ganforge
 from ganforge import checkpoint as ckpt
 from ganforge.config import Config, ConfigError, merge
-from ganforge.data import load_dataset
-from ganforge.data.batching import BatchLoader
 from ganforge.report.curves import plot_curves
 from ganforge.report.images import save_grid, write_gif
 from ganforge.tasks import TASKS, Phase, Task
@@ -109,21 +107,18 @@ class Trainer:
         self.run_dir = Path(cfg.out or default_run_dir(cfg))
         self.is_cuda = self.device.type == "cuda"
 
-        # ----- data
-        d = cfg.data
-        self.dataset = dataset if dataset is not None else load_dataset(
-            d.name, d.split, img_size=d.img_size, channels=d.channels, data_dir=d.data_dir,
-            strict=d.strict, limit=d.limit, download=d.download)
-        _, channels, h, w = self.dataset.images.shape
-        self.img_size, self.channels = h, channels
-        self.loader = BatchLoader(self.dataset.images, self.dataset.labels, batch_size=t.batch_size,
-                                  seed=t.seed, device=self.device if self._data_fits_device() else "cpu",
-                                  channels_last=t.channels_last)
+        # ----- data (the task decides what data it needs; see Task.load_data)
+        task_cls = TASKS.get(t.task)
+        self.dataset = dataset if dataset is not None else task_cls.load_data(cfg)
+        self.data_info = task_cls.describe_data(self.dataset)
+        self.img_size, self.channels = self.data_info.img_size, self.data_info.channels
+        self.loader = task_cls.build_loader(self.dataset, cfg,
+                                            device=self.device if self._data_fits_device() else "cpu")
 
         # ----- task, phases, optimizers
-        n_classes = len(self.dataset.class_names or [])
-        self.task: Task = TASKS.build(t.task, cfg=cfg, img_size=h, channels=channels,
-                                      device=self.device, n_classes=n_classes, seed=t.seed)
+        n_classes = len(self.data_info.class_names or [])
+        self.task: Task = task_cls(cfg=cfg, img_size=self.img_size, channels=self.channels,
+                                   device=self.device, n_classes=n_classes, seed=t.seed)
         if t.channels_last:
             for m in self.task.modules.values():
                 m.to(memory_format=torch.channels_last)
@@ -183,7 +178,7 @@ class Trainer:
         if not self.is_cuda:
             return True
         free, _ = torch.cuda.mem_get_info(self.device)
-        return self.dataset.images.numel() < 0.25 * free
+        return self.data_info.nbytes < 0.25 * free
 
     def _total_steps(self) -> int:
         t = self.cfg.train
@@ -192,7 +187,7 @@ class Trainer:
         if t.epochs > 0:
             per_step = t.batch_size * max(p.repeat for p in self.phases if p.new_batch) \
                 if any(p.new_batch for p in self.phases) else t.batch_size
-            return max(1, math.ceil(t.epochs * self.dataset.images.shape[0] / per_step))
+            return max(1, math.ceil(t.epochs * self.data_info.n_images / per_step))
         return DEFAULT_STEPS
 
     def _lr_lambda(self, step: int) -> float:
@@ -310,7 +305,7 @@ class Trainer:
             "task_state": self.task.state_dict(),
             "rng": ckpt.rng_state(),
             "fixed": {k: v.cpu() for k, v in self.fixed.items()},
-            "data": {"name": self.dataset.name, "class_names": self.dataset.class_names,
+            "data": {"name": self.data_info.name, "class_names": self.data_info.class_names,
                      "img_size": self.img_size, "channels": self.channels},
         }
 
@@ -355,7 +350,7 @@ class Trainer:
             self._note(f"already at step {self.step_count} of {total}; nothing to do "
                        f"(raise --steps to train longer)")
             return self._summary(0.0, 0)
-        self._note(f"training {cfg.model.name} on {self.dataset.name} ({self.dataset.images.shape[0]} images, "
+        self._note(f"training {cfg.model.name} on {self.data_info.name} ({self.data_info.n_images} images, "
                    f"{self.channels}x{self.img_size}x{self.img_size}) on {self.device}; "
                    f"run folder: {self.run_dir}")
         if not resumed:

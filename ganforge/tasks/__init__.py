@@ -37,11 +37,49 @@ class Phase:
 Batch = Tuple[torch.Tensor, Optional[torch.Tensor]]
 
 
+@dataclass(frozen=True)
+class DataInfo:
+    """What the trainer needs to know about a task's training data."""
+    name: str
+    n_images: int              # images per epoch (for --epochs and the progress bar)
+    channels: int
+    img_size: int
+    nbytes: int                # size of the resident uint8 data (device placement decision)
+    class_names: Optional[List[str]] = None
+
+
 class Task:
-    """Base class. Subclasses fill ``self.modules`` and implement ``phases``/``loss``."""
+    """Base class. Subclasses fill ``self.modules`` and implement ``phases``/``loss``.
+
+    Data: by default a task trains on the one dataset named by ``cfg.data``; a task that needs
+    something else (CycleGAN's two unpaired domains) overrides the three classmethods
+    ``load_data``, ``describe_data`` and ``build_loader``. A loader has ``next()`` returning a
+    batch tuple, ``epoch_float``, ``state_dict()`` and ``load_state_dict()``.
+    """
 
     #: names of the logged statistics shown in the progress bar, in order
     progress_keys: Tuple[str, ...] = ()
+
+    @classmethod
+    def load_data(cls, cfg) -> Any:
+        from ganforge.data import load_dataset
+        d = cfg.data
+        return load_dataset(d.name, d.split, img_size=d.img_size, channels=d.channels,
+                            data_dir=d.data_dir, strict=d.strict, limit=d.limit, download=d.download)
+
+    @classmethod
+    def describe_data(cls, data) -> DataInfo:
+        n, c, h, _ = data.images.shape
+        return DataInfo(name=data.name, n_images=n, channels=c, img_size=h,
+                        nbytes=data.images.numel(), class_names=data.class_names)
+
+    @classmethod
+    def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
+        from ganforge.data.batching import BatchLoader
+        t = cfg.train
+        return BatchLoader(data.images, data.labels, batch_size=t.batch_size, seed=t.seed,
+                           device=device, channels_last=t.channels_last, rank=rank,
+                           world_size=world_size)
 
     def __init__(self) -> None:
         self.modules: Dict[str, nn.Module] = {}
