@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from ganforge.models import DISCRIMINATORS, GENERATORS
+from ganforge.models.layers import DotHead2d, FoldTranspose2d, ProjectTranspose2d
 
 MIN_S0, MAX_S0 = 4, 7
 
@@ -101,14 +102,14 @@ class DCGANGenerator(nn.Module):
         self.in_channels = z_dim
         chs = [width * 2 ** i for i in reversed(range(self.n_up))]  # e.g. 8w, 4w, 2w, w
         blocks = [nn.Sequential(  # 1x1 -> s0 x s0 ("project and reshape")
-            nn.ConvTranspose2d(self.in_channels, chs[0], self.s0, 1, 0, bias=False),
+            ProjectTranspose2d(self.in_channels, chs[0], self.s0, 1, 0, bias=False),
             self._norm(chs[0]), nn.ReLU(inplace=True))]
         for c_in, c_out in zip(chs[:-1], chs[1:]):
             blocks.append(nn.Sequential(
                 nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
                 self._norm(c_out), nn.ReLU(inplace=True)))
         blocks.append(nn.Sequential(  # output layer: no BN (paper §3), tanh into [-1, 1]
-            nn.ConvTranspose2d(chs[-1], channels, 4, 2, 1, bias=True), nn.Tanh()))
+            FoldTranspose2d(chs[-1], channels, 4, 2, 1, bias=True), nn.Tanh()))
         self.blocks = nn.ModuleList(blocks)
         init_dcgan_(self)
 
@@ -140,7 +141,7 @@ class DCGANDiscriminator(nn.Module):
                 self._norm(c_out), nn.LeakyReLU(0.2, inplace=True)))
         self.blocks = nn.ModuleList(blocks)
         # A conv over the whole s0 x s0 map: one logit per image, no sigmoid (losses take logits).
-        self.head = nn.Conv2d(chs[-1], 1, self.s0, 1, 0, bias=True)
+        self.head = DotHead2d(chs[-1], 1, self.s0, 1, 0, bias=True)
         init_dcgan_(self)
 
     def _norm(self, num_channels: int) -> nn.Module:
