@@ -37,9 +37,10 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path,
         keys = {k for r in rows for k in r}
         groups = {"losses": sorted(k for k in keys if k.startswith("loss_")),
                   "discriminator output": [k for k in ("D(x)", "D(G(z))") if k in keys]}
-        extra = sorted(k for k in keys if k in ("fid", "kid"))
-        if extra:
-            groups["quality"] = extra
+        if "fid" in keys:
+            groups["FID (lower is better)"] = ["fid"]
+        if "kid_mean" in keys:
+            groups["KID (lower is better)"] = ["kid_mean"]
     groups = {k: v for k, v in groups.items() if v}
     fig, axes = plt.subplots(len(groups), 1, figsize=(8, 2.8 * len(groups)), sharex=True, squeeze=False)
     for ax, (title, keys) in zip(axes[:, 0], groups.items()):
