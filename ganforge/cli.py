@@ -28,13 +28,19 @@ def _train_config(args: argparse.Namespace) -> Config:
     flags = {"model.name": args.model, "data.name": args.data, "train.steps": args.steps,
              "train.epochs": args.epochs, "train.batch_size": args.batch_size, "out": args.out,
              "train.seed": args.seed, "data.data_dir": args.data_dir,
-             "data.strict": True if args.strict else None, "train.task": args.task}
+             "data.strict": True if args.strict else None, "train.task": args.task,
+             "cyclegan.domain_a": args.domain_a, "cyclegan.domain_b": args.domain_b,
+             "cond.balance": True if args.balance else None,
+             "eval.every": args.eval_every}
     cfg = cfg.with_overrides({k: v for k, v in flags.items() if v is not None}, where="flag")
     if args.steps is not None and args.epochs is None:
         cfg = cfg.with_overrides({"train.epochs": 0})
     if args.epochs is not None and args.steps is None:
         cfg = cfg.with_overrides({"train.steps": 0})
     cfg = cfg.with_overrides(parse_pairs(args.overrides), where="override")
+    if cfg.cond.balance and cfg.train.task != "conditional":
+        raise ConfigError(f"--balance (cond.balance) samples the classes evenly, which needs "
+                          f"--task conditional (train.task is '{cfg.train.task}')")
     return cfg
 
 
@@ -56,8 +62,32 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from ganforge.sampling import sample_to_file
     path = sample_to_file(args.run, n=args.n, out=args.out, seed=args.seed, which=args.checkpoint,
-                          device=args.device)
+                          device=args.device, class_=args.class_)
     print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json as _json
+    from ganforge import evaluate
+    metrics = evaluate.parse_metrics(args.metrics)
+    common = dict(metrics=metrics, n=args.n, extractor=args.extractor, weights=args.weights,
+                  seed=args.seed, device=args.device, data_dir=args.data_dir)
+    if args.run and (args.real or args.fake):
+        raise UserError("give either RUN_DIR_OR_CKPT or --real/--fake, not both")
+    if args.run:
+        result = evaluate.evaluate_run(args.run, split=args.split, which=args.checkpoint, **common)
+    elif args.real and args.fake:
+        result = evaluate.evaluate_pair(args.real, args.fake, img_size=args.img_size, **common)
+    else:
+        raise UserError("nothing to evaluate: give a run folder/checkpoint, or both --real and --fake "
+                        "(e.g. --real fashion-mnist:train --fake fashion-mnist:test)")
+    print(evaluate.format_table(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(_json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -112,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task", help="task: gan (default)")
     t.add_argument("--data", help="dataset name (fashion-mnist, mnist, emoji) or a path")
     t.add_argument("--data-dir", help="where named datasets are stored (beats $GANFORGE_DATA)")
+    t.add_argument("--domain-a", metavar="DOMAIN", help="--task cyclegan: domain A, e.g. "
+                   "fashion-mnist:sneaker or a folder (cyclegan.domain_a)")
+    t.add_argument("--domain-b", metavar="DOMAIN", help="--task cyclegan: domain B, e.g. "
+                   "fashion-mnist:ankle-boot or a folder (cyclegan.domain_b)")
     g = t.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, metavar="N", help="generator steps to train in total")
     g.add_argument("--epochs", type=float, metavar="N", help="passes over the data")
@@ -120,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/latest.pt")
     t.add_argument("--seed", type=int)
     t.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping")
+    t.add_argument("--balance", action="store_true",
+                   help="--task conditional: draw real images class-balanced (inverse class "
+                        "frequency) and G's labels uniformly")
+    t.add_argument("--eval-every", type=int, metavar="N", help="compute eval.metrics every N steps; keeps checkpoints/best.pt by FID")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     t.add_argument("--help-config", action="store_true", help="print every config key with its default")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -132,7 +170,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--checkpoint", default="latest", help="latest (default) or best")
     s.add_argument("--device", default="cpu")
+    s.add_argument("--class", dest="class_", metavar="CLASS",
+                   help="conditional runs: a class name (sneaker, t-shirt-top; any case) or "
+                        "index, or 'all' for one labelled row per class (ceil(n/K) images each)")
     s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("eval", help="score a run (or two datasets) with FID, KID, precision/recall, ...",
+                       description="Score a trained run against the real data it was trained on, or "
+                                   "two datasets/folders against each other (--real/--fake).")
+    e.add_argument("run", nargs="?", metavar="RUN_DIR_OR_CKPT")
+    e.add_argument("--real", metavar="DATA", help="real side, e.g. fashion-mnist:train or a folder")
+    e.add_argument("--fake", metavar="DATA", help="fake side, e.g. fashion-mnist:test or a folder")
+    e.add_argument("--metrics", default="fid,kid,pr,dc", help="comma list of fid,kid,pr,dc,is (default fid,kid,pr,dc)")
+    e.add_argument("--n", type=int, default=10000, help="images per side (default 10000)")
+    e.add_argument("--extractor", default="domain", choices=["domain", "inception"],
+                   help="domain: a classifier trained on the dataset (default); inception: the FID Inception-v3")
+    e.add_argument("--weights", metavar="PATH", help="extractor weights file (evaluator .pt or Inception .pth)")
+    e.add_argument("--split", default="test", help="real split a run is compared with (default test)")
+    e.add_argument("--img-size", type=int, default=0, help="with --real/--fake: resize both to this size")
+    e.add_argument("--checkpoint", default="latest", help="latest (default) or best")
+    e.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--data-dir", help="where named datasets are stored")
+    e.set_defaults(func=cmd_eval)
+
+    from ganforge.metrics.domain import add_evaluator_parser
+    add_evaluator_parser(sub)
+    from ganforge.translate import add_translate_parser
+    add_translate_parser(sub)
 
     l = sub.add_parser("list", help="list models, tasks, losses, datasets and presets")
     l.set_defaults(func=cmd_list)
@@ -154,6 +220,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         pass
     from ganforge.registry import RegistryError
     user_errors += (RegistryError,)
+    try:
+        from ganforge.evaluate import EvalError
+        user_errors += (EvalError,)
+    except ImportError:
+        pass
     try:
         return args.func(args)
     except user_errors as e:

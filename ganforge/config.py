@@ -88,12 +88,45 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class CycleGANConfig:
+    """Settings of ``train.task=cyclegan`` (see ganforge/tasks/cyclegan.py). The widths come
+    from model.g_width / model.d_width; train.loss is not used (adv_loss is)."""
+    domain_a: str = ""            # domain A (paper X): fashion-mnist:sneaker, a folder, ...;
+    domain_b: str = ""            # ... and B (paper Y). Both empty: data.name/{trainA,trainB}
+    adv_loss: str = "lsgan"       # adversarial loss (paper: least squares); or nonsaturating
+    lambda_cyc: float = 10.0      # weight of the cycle-consistency L1 terms (paper eq. 3)
+    lambda_id: float = 0.5        # identity-loss weight, as a fraction of lambda_cyc (0: off)
+    generator: str = "cyclegan-resnet"
+    discriminator: str = "patchgan"
+    n_blocks: int = 6             # residual blocks in G (paper: 6 at 128 px, 9 at 256 px)
+    d_layers: int = 3             # PatchGAN stride-2 layers: 3 -> 70x70 patches, 2 -> 34x34
+    pool_size: int = 50           # history of generated images shown to D (0: off)
+    crop: int = 0                 # random-translation jitter in px (pad + random crop; 0: off)
+    flip: bool = False            # random horizontal flips (off: flips can change meaning)
+
+
+@dataclass(frozen=True)
+class CondConfig:
+    """Settings of ``train.task=conditional`` (see ganforge/tasks/conditional.py)."""
+    method: str = "projection"    # concat | cbn | projection | acgan (G and D recipe, see `ganforge list`)
+    g_method: str = "auto"        # auto (the method's) | concat | cbn: G's conditioning
+    embed_dim: int = 0            # label-embedding size for concat inputs (0: one per class)
+    ac_weight: float = 1.0        # acgan: weight of the class cross-entropy in both nets
+    ac_fake: bool = False         # acgan: D's class head also learns generated images (paper)
+    matching_weight: float = 0.0  # matching-aware D term (Reed et al. 2016); 0: off
+    balance: bool = False         # class-balanced real batches, uniform G labels (--balance)
+    class_weights: str = "none"   # none | inverse: per-class weights on D's real-data loss
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    cyclegan: CycleGANConfig = field(default_factory=CycleGANConfig)
+    cond: CondConfig = field(default_factory=CondConfig)
     out: str = ""                 # run folder; empty: runs/<model>-<data>
     description: str = ""         # free text, e.g. what a preset is for
 

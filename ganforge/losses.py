@@ -111,6 +111,31 @@ class MinimaxLoss(_SaturatingDLoss):
         return -F.softplus(fake_logits.float()).mean()
 
 
+@LOSSES.register("least-squares", help="alias of lsgan")
+@LOSSES.register("lsgan", help="least-squares GAN (Mao et al. 2017): D -> 1 on real, 0 on "
+                               "fake; G -> 1 (CycleGAN's default)")
+class LeastSquaresLoss(AdversarialLoss):
+    """Least-squares GAN (Mao et al. 2017, eq. 9 with a=0, b=c=1), as written in CycleGAN
+    (Zhu et al. 2017, §4 "Training details"):
+
+        D minimises  E_x[(D(x) - 1)^2] + E_z[D(G(z))^2]
+        G minimises  E_z[(D(G(z)) - 1)^2]
+
+    ``D(.)`` is the raw output (no sigmoid): here a "logit" is a score regressed to 1 for real
+    and 0 for fake. Like the other entries, ``d_loss`` is the plain sum of the two halves;
+    CycleGAN's ½ (the paper divides D's objective by 2 "to slow down the rate at which D
+    learns") and LSGAN's own ½ factors are left to the caller. Means run over every element,
+    so a PatchGAN's map of patch scores works unchanged (every patch is one decision).
+    """
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return (real_logits.float() - 1).square().mean() + fake_logits.float().square().mean()
+
+    def g_loss(self, fake_logits: torch.Tensor,
+               real_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return (fake_logits.float() - 1).square().mean()
+
+
 def get_loss(name: str) -> AdversarialLoss:
     """An instance of the registered loss ``name`` (unknown names list the valid ones)."""
     return LOSSES.build(name)

@@ -53,7 +53,7 @@ def resolve_device(name: str) -> torch.device:
 def default_run_dir(cfg: Config) -> str:
     data = Path(cfg.data.name).name if ("/" in cfg.data.name or os.sep in cfg.data.name) else cfg.data.name
     data = data.replace(":", "-") or "data"
-    return str(Path("runs") / f"{cfg.model.name}-{data}")
+    return str(Path("runs") / f"{TASKS.get(cfg.train.task).run_label(cfg)}-{data}")
 
 
 class _Interrupt:
@@ -80,6 +80,14 @@ class _Interrupt:
     def __exit__(self, *exc):
         for s, h in self._old.items():
             signal.signal(s, h)
+        return False
+
+
+def _cpu_has_bf16() -> bool:
+    fn = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    try:
+        return bool(fn()) if fn is not None else False
+    except Exception:
         return False
 
 
@@ -119,13 +127,16 @@ class Trainer:
         n_classes = len(self.data_info.class_names or [])
         self.task: Task = task_cls(cfg=cfg, img_size=self.img_size, channels=self.channels,
                                    device=self.device, n_classes=n_classes, seed=t.seed)
+        self.task.bind_data(self.dataset)
         if t.channels_last:
             for m in self.task.modules.values():
                 m.to(memory_format=torch.channels_last)
         self.phases: List[Phase] = self.task.phases()
         self.params = {p.name: [q for m in p.modules for q in self.task.modules[m].parameters()]
                        for p in self.phases}
-        fused = self.is_cuda
+        # Fused Adam (one kernel over all parameters) exists for CPU and CUDA; on the mlp's
+        # 1.5M-parameter G it cut the optimizer step from 5.7 ms to 0.4 ms here.
+        fused = self.device.type in ("cpu", "cuda")
         self.optimizers = {p.name: torch.optim.Adam(self.params[p.name], lr=p.lr, betas=p.betas,
                                                     **({"fused": True} if fused else {}))
                            for p in self.phases}
@@ -133,8 +144,10 @@ class Trainer:
         self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, self._lr_lambda)
                            for n, o in self.optimizers.items()}
 
-        # ----- mixed precision (CUDA only; on CPU the flag is accepted and ignored)
+        # ----- mixed precision: bf16/fp16 autocast on CUDA; on CPU bf16 only, and only where
+        # the CPU has native bf16 (AVX512-BF16/AMX), else it would be slower: ignored with a note.
         self.amp_dtype = None
+        self.amp_device = self.device.type
         if t.amp != "none":
             if t.amp not in ("bf16", "fp16"):
                 raise ConfigError(f"train.amp='{t.amp}': use none, bf16 or fp16")
@@ -142,8 +155,10 @@ class Trainer:
                 self.amp_dtype = torch.bfloat16 if t.amp == "bf16" else torch.float16
                 if t.amp == "bf16" and not torch.cuda.is_bf16_supported():
                     self.amp_dtype = torch.float16
+            elif t.amp == "bf16" and self.device.type == "cpu" and _cpu_has_bf16():
+                self.amp_dtype = torch.bfloat16
             else:
-                self._note(f"train.amp={t.amp} has no effect on {self.device}; training in float32")
+                self._note(f"train.amp={t.amp} has no effect on this {self.device.type}; training in float32")
         self.scalers = {n: torch.amp.GradScaler("cuda") for n in self.optimizers} \
             if self.amp_dtype == torch.float16 else {}
 
@@ -166,6 +181,7 @@ class Trainer:
         self._acc: Dict[str, torch.Tensor] = {}
         self._acc_n = 0
         self._tb = None
+        self._best_fid: Optional[float] = None
         if resume:
             self._resume()
 
@@ -208,7 +224,7 @@ class Trainer:
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return torch.autocast(device_type=self.amp_device, dtype=self.amp_dtype)
 
     # ------------------------------------------------------------------ one step
     def step(self) -> Dict[str, torch.Tensor]:
@@ -305,6 +321,7 @@ class Trainer:
             "task_state": self.task.state_dict(),
             "rng": ckpt.rng_state(),
             "fixed": {k: v.cpu() for k, v in self.fixed.items()},
+            "best_fid": self._best_fid,
             "data": {"name": self.data_info.name, "class_names": self.data_info.class_names,
                      "img_size": self.img_size, "channels": self.channels},
         }
@@ -336,6 +353,7 @@ class Trainer:
         self.step_count = int(st["step"])
         self.images_seen = int(st["images_seen"])
         self.elapsed = float(st.get("elapsed", 0.0))
+        self._best_fid = st.get("best_fid")
         self._note(f"resumed from {path} at step {self.step_count}")
 
     # ------------------------------------------------------------------ the loop
@@ -350,11 +368,13 @@ class Trainer:
             self._note(f"already at step {self.step_count} of {total}; nothing to do "
                        f"(raise --steps to train longer)")
             return self._summary(0.0, 0)
-        self._note(f"training {cfg.model.name} on {self.data_info.name} ({self.data_info.n_images} images, "
+        self._note(f"training {type(self.task).run_label(cfg)} on {self.data_info.name} ({self.data_info.n_images} images, "
                    f"{self.channels}x{self.img_size}x{self.img_size}) on {self.device}; "
                    f"run folder: {self.run_dir}")
         if not resumed:
             self.save_samples()
+        if cfg.eval.every:
+            self._setup_eval()
         bar = _Progress(total, self.step_count, enabled=log.progress and not self.quiet,
                         keys=self.task.progress_keys)
         start_step, start_time = self.step_count, time.perf_counter()
@@ -381,6 +401,9 @@ class Trainer:
                     if s % log.ckpt_every == 0:
                         self._checkpoint(now - start_time, start_step)
                         last_ckpt_step = s
+                    if cfg.eval.every and (s % cfg.eval.every == 0 or s == total):
+                        if self._evaluate(time.perf_counter() - start_time, start_step):
+                            last_ckpt_step = s
                     if intr.signal is not None:
                         interrupted = intr.signal
                         break
@@ -406,6 +429,56 @@ class Trainer:
             self._note(f"done: {self.step_count} steps; samples in {self.run_dir / 'samples'}, "
                        f"checkpoint in {self.run_dir / 'checkpoints' / 'latest.pt'}")
         return summary
+
+    # ------------------------------------------------------------------ evaluation
+    def _setup_eval(self) -> None:
+        """Load the extractor and the (cached) real reference features once, before training,
+        so a missing evaluator fails now and not an hour in."""
+        from ganforge import evaluate
+        e = self.cfg.eval
+        if "G" not in self.task.modules or not hasattr(self.eval_generator(), "z_dim"):
+            raise ConfigError(f"--eval-every works for noise-to-image tasks (gan, conditional), not "
+                              f"--task {self.cfg.train.task}; score the run afterwards with "
+                              f"`ganforge eval {self.run_dir}`")
+        self._eval_metrics = evaluate.parse_metrics(e.metrics)
+        self._eval_extractor = evaluate.get_extractor(e.extractor, data_spec=self.cfg.data.name,
+                                                      img_size=self.img_size, device=self.device)
+        self._eval_real = evaluate.real_features(
+            self._eval_extractor, self.cfg.data.name, e.split, img_size=self.img_size,
+            channels=self.channels, n=e.n, data_dir=self.cfg.data.data_dir)
+        self._note(f"evaluating {','.join(self._eval_metrics)} every {e.every} steps on {e.n} images "
+                   f"against {self._eval_real['data']} ({e.split}) with the {e.extractor} extractor")
+
+    def eval_generator(self) -> nn.Module:
+        """The generator that evaluation and sampling use (the EMA copy when there is one)."""
+        mods = self.task.modules
+        return mods.get("G_ema", mods["G"])
+
+    def _evaluate(self, session_seconds: float, start_step: int) -> bool:
+        """Log metrics; keep ``best.pt`` by FID. Returns True when a checkpoint was written."""
+        from ganforge import evaluate
+        e = self.cfg.eval
+        G = self.eval_generator()
+        scores = evaluate.evaluate_generator(G, self._eval_extractor, self._eval_real, n=e.n,
+                                             metrics=self._eval_metrics, seed=self.cfg.train.seed,
+                                             device=self.device)
+        self._log({"step": self.step_count, **{k: float(v) for k, v in scores.items()}})
+        fid = scores.get("fid")
+        best = self._best_fid
+        if fid is not None and (best is None or fid < best):
+            self._best_fid = fid
+            saved_elapsed = self.elapsed
+            self.elapsed = saved_elapsed + session_seconds
+            try:
+                path = self.save_checkpoint()
+            finally:
+                self.elapsed = saved_elapsed
+            ckpt.save_best(self.run_dir, path)
+            self._note(f"step {self.step_count}: FID {fid:.3f} (best so far; saved checkpoints/best.pt)")
+            return True
+        if fid is not None:
+            self._note(f"step {self.step_count}: FID {fid:.3f} (best {best:.3f})")
+        return False
 
     def _checkpoint(self, session_seconds: float, start_step: int) -> None:
         saved_elapsed = self.elapsed

@@ -81,8 +81,17 @@ class Task:
                            device=device, channels_last=t.channels_last, rank=rank,
                            world_size=world_size)
 
+    @classmethod
+    def run_label(cls, cfg) -> str:
+        """What is trained, in a word: names the default run folder and the start message."""
+        return cfg.model.name
+
     def __init__(self) -> None:
         self.modules: Dict[str, nn.Module] = {}
+
+    def bind_data(self, data: Any) -> None:
+        """Called once by the trainer with the loaded data (what ``load_data`` returned),
+        before ``fixed_inputs``; a task whose grid inputs are real images (CycleGAN) keeps it."""
 
     def phases(self) -> List[Phase]:
         raise NotImplementedError
@@ -109,3 +118,5 @@ class Task:
 
 
 from ganforge.tasks import gan  # noqa: E402,F401  (registers "gan")
+from ganforge.tasks import cyclegan  # noqa: E402,F401  (registers "cyclegan")
+from ganforge.tasks import conditional  # noqa: E402,F401  (registers "conditional")

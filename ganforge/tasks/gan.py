@@ -32,13 +32,24 @@ class GANTask(Task):
         self.device = device
         self.z_dim = m.z_dim
         self.batch_size = t.batch_size
-        G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim, width=m.g_width)
-        D = models.build("D", m.name, img_size=img_size, channels=channels, width=m.d_width)
+        G, D = self.build_networks(img_size=img_size, channels=channels, n_classes=n_classes)
         self.modules = {"G": G.to(device), "D": D.to(device)}
         self.objective = LOSSES.build(t.loss)
         # The task's own noise stream, separate from torch's global RNG and checkpointed.
         self.noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
         self._fake: Optional[torch.Tensor] = None
+        # D sees real and fake in one call when that changes nothing: no BatchNorm (whose batch
+        # statistics would mix the two) and no other per-batch layer. Saves a D launch per step.
+        self._joint_d = not any(isinstance(mod, (torch.nn.modules.batchnorm._BatchNorm,
+                                                 torch.nn.modules.instancenorm._InstanceNorm))
+                                for mod in D.modules())
+
+    def build_networks(self, *, img_size: int, channels: int, n_classes: int):
+        """(G, D) for this task; the conditional task overrides this with G(z, y), D(x, y)."""
+        m = self.cfg.model
+        G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim, width=m.g_width)
+        D = models.build("D", m.name, img_size=img_size, channels=channels, width=m.d_width)
+        return G, D
 
     @property
     def G(self):
@@ -68,8 +79,12 @@ class GANTask(Task):
             else:
                 with torch.no_grad():
                     fake_in = self.G(z)
-            real_logits = self.D(real)
-            fake_logits = self.D(fake_in)
+            if self._joint_d:   # one D call on [real; fake]: same maths without BatchNorm
+                logits = self.D(torch.cat([real, fake_in]))
+                real_logits, fake_logits = logits[:real.shape[0]], logits[real.shape[0]:]
+            else:
+                real_logits = self.D(real)
+                fake_logits = self.D(fake_in)
             loss = self.objective.d_loss(real_logits, fake_logits)
             return loss, {"loss_D": loss.detach(), "D(x)": d_prob(real_logits.detach()),
                           "D(G(z))": d_prob(fake_logits.detach())}

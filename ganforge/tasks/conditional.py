@@ -1,0 +1,310 @@
+"""The class-conditional GAN task: G(z, y) against D(x, y) (``--task conditional``).
+
+Same phases, trainer and fake-reuse trick as :class:`~ganforge.tasks.gan.GANTask` (which this
+extends); what changes is that every image travels with a class label. Labels come from the
+dataset (named datasets, or one subfolder per class); a dataset without labels is an error.
+
+Objective, for a registered adversarial loss with D-halves ``A(real) + B(fake)`` (e.g. the
+log loss: ``A = -log D``, ``B = -log(1 - D)``), labels ``c`` of the real batch and ``c~`` drawn
+for G (uniform under ``cond.balance``, else with the training data's class frequencies)::
+
+    L_D = A(D(x, c)) + B(D(G(z, c~), c~))                          (Mirza & Osindero 2014)
+          + lambda_match * B(D(x, c'))          c' != c             (Reed et al. 2016; off by default)
+          + lambda_ac * [CE(C(x), c) (+ CE(C(G(z, c~)), c~) with cond.ac_fake)]   (AC-GAN)
+    L_G = g_loss(D(G(z, c~), c~)) + lambda_ac * CE(C(G(z, c~)), c~)
+
+AC-GAN (Odena et al. 2017, eq. 2-3): D maximises L_S + L_C and G maximises L_C - L_S, where
+L_C is the log-likelihood of the right class on real *and* generated images. D's half on
+generated images is off by default (``cond.ac_fake=true`` restores it): with it, D's class head
+is free to learn "a generated boot asked for as 'coat' is a coat" (it can tell generated from
+real), and G and D then agree on a permuted label mapping. On Fashion-MNIST at the preset's
+budget that made 4 of 10 classes come out as another class (34.7 % class accuracy); trained on
+real images only, the class head stays anchored to the real classes.
+
+How G and D see the label is ``cond.method`` (see :mod:`ganforge.models.conditional`):
+``concat``, ``cbn``, ``projection`` (default) or ``acgan`` (the only one with a class head C).
+
+Matching-aware discriminator (Reed et al. 2016, "Generative Adversarial Text to Image
+Synthesis", §4.2, GAN-CLS). A conditional D can score images as "real" without checking that
+they fit the label; real images paired with a *wrong* label are a third kind of negative that
+only the label explains. With ``cond.matching_weight = lambda > 0``, D maximises
+
+    E[log D(x, c)] + E[log(1 - D(G(z, c), c))] + lambda * E[log(1 - D(x, c'))],   c' != c,
+
+(i.e. minimises the log loss's fake half ``B`` on mismatched real pairs, weighted lambda; for
+other losses their own fake half, e.g. ``D^2`` for least squares). ``c'`` is drawn uniformly
+from the other K - 1 classes (``c' = (c + U{1..K-1}) mod K``), so it is never ``c``. Reed et
+al. weight the two negatives 1/2 each; lambda = 1 is that objective up to the factor on the
+real term. lambda = 0 is exactly the plain conditional GAN. No anchor library ships this term;
+the equation above is the whole specification.
+
+Class imbalance. ``cond.balance`` (``--balance``): real batches are drawn with probability
+proportional to 1 / class frequency (:class:`~ganforge.data.balanced.BalancedBatchLoader`) and
+G's labels uniformly, so every class gets the same share of both players' updates.
+``cond.class_weights=inverse`` keeps the natural data stream instead and weights each real
+image's term of D's loss (and AC-GAN's real cross-entropy) by w_c = N / (K n_c), which has mean
+1 over the data (importance weighting to a uniform class mix); G's labels are then uniform too.
+The class histogram of the labels G trained on is kept (``label_counts``) and stored with the
+checkpoint, so ``ganforge sample`` without ``--class`` draws classes as training did.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ganforge import losses as losses_mod
+from ganforge import models
+from ganforge.config import ConfigError
+from ganforge.data.base import DataError
+from ganforge.losses import d_prob
+from ganforge.tasks import TASKS, Batch, DataInfo
+from ganforge.tasks.gan import GANTask
+
+CLASS_WEIGHTS = ("none", "inverse")
+#: Up to this many classes the progress grid is K x K with row c showing class c.
+GRID_MAX_CLASSES = 16
+
+
+# ----------------------------------------------------------------------------- pure helpers
+def mismatched_labels(y: torch.Tensor, n_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """A wrong label for each entry of ``y``, uniform over the other K - 1 classes."""
+    shift = torch.randint(1, n_classes, y.shape, device=y.device, generator=generator)
+    return (y + shift) % n_classes
+
+
+def fake_half(objective, logits: torch.Tensor) -> torch.Tensor:
+    """The "fake" half ``B`` of ``objective.d_loss = A(real) + B(fake)``: what D minimises on a
+    negative. A loss may provide it as ``d_fake(logits)``; the log losses' is
+    ``-log(1 - D) = softplus(l)`` and least squares' is ``D^2``."""
+    own = getattr(objective, "d_fake", None)
+    if callable(own):
+        return own(logits)
+    if isinstance(objective, losses_mod._SaturatingDLoss):
+        return F.softplus(logits.float()).mean()
+    lsq = getattr(losses_mod, "LeastSquaresLoss", None)
+    if lsq is not None and isinstance(objective, lsq):
+        return logits.float().square().mean()
+    raise ConfigError(f"cond.matching_weight: the loss {type(objective).__name__} does not say "
+                      f"what its fake half is (give it a d_fake(logits) method); use "
+                      f"train.loss=nonsaturating, minimax or lsgan")
+
+
+def weighted_d_loss(objective, real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                    weights: torch.Tensor) -> torch.Tensor:
+    """D's loss with per-image weights on the real half: ``sum_i w_i A(r_i) / sum_i w_i + B(f)``.
+
+    Computed as the w-weighted mean over i of ``d_loss(r_i, f)`` (one vectorised call per real
+    image), which equals the formula for every loss of the form ``A(real) + B(fake)``."""
+    per_image = torch.func.vmap(lambda r: objective.d_loss(r.unsqueeze(0), fake_logits))(real_logits)
+    w = weights.to(per_image.dtype)
+    return (w * per_image).sum() / w.sum()
+
+
+# ----------------------------------------------------------------------------- the task
+@TASKS.register("conditional", help="class-conditional GAN: G(z, y) vs D(x, y); "
+                                    "cond.method=projection (default), cbn, concat or acgan")
+class ConditionalGANTask(GANTask):
+    progress_keys = ("loss_D", "loss_G", "D(x)", "D(G(z))")
+
+    # ------------------------------------------------------------------ data
+    @classmethod
+    def describe_data(cls, data) -> DataInfo:
+        labels = getattr(data, "labels", None)
+        if labels is None:
+            raise DataError(
+                f"dataset '{getattr(data, 'name', data)}' has no class labels, and --task "
+                f"conditional needs one label per image: use a named dataset with labels "
+                f"(fashion-mnist, mnist), a folder with one subfolder per class "
+                f"(root/cat/*.png, root/dog/*.png), or a .npz with a 'labels' array; or train "
+                f"an unconditional model with --task gan")
+        info = super().describe_data(data)
+        names = info.class_names or [str(i) for i in range(data.num_classes)]
+        if len(names) < 2:
+            raise DataError(f"dataset '{data.name}' has only one class ({names[0]!r}); a "
+                            f"conditional GAN needs at least two")
+        return replace(info, class_names=list(names))
+
+    @classmethod
+    def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
+        if not cfg.cond.balance:
+            return super().build_loader(data, cfg, device=device, rank=rank, world_size=world_size)
+        from ganforge.data.balanced import BalancedBatchLoader
+        t = cfg.train
+        return BalancedBatchLoader(data.images, data.labels, batch_size=t.batch_size, seed=t.seed,
+                                   device=device, channels_last=t.channels_last, rank=rank,
+                                   world_size=world_size)
+
+    @classmethod
+    def run_label(cls, cfg) -> str:
+        return f"c{cfg.model.name}"          # runs/cdcgan-fashion-mnist
+
+    # ------------------------------------------------------------------ construction
+    def __init__(self, cfg, *, img_size: int, channels: int, device: torch.device,
+                 n_classes: int = 0, seed: int = 0):
+        from ganforge.models.conditional import recipe
+        c = cfg.cond
+        if n_classes < 2:
+            raise DataError(f"--task conditional needs labeled data with at least 2 classes "
+                            f"(got {n_classes})")
+        try:
+            self.g_cond, self.d_cond = recipe(c.method, c.g_method)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if c.class_weights not in CLASS_WEIGHTS:
+            raise ConfigError(f"cond.class_weights='{c.class_weights}': use "
+                              f"{' or '.join(CLASS_WEIGHTS)}")
+        if c.balance and c.class_weights != "none":
+            raise ConfigError("cond.balance and cond.class_weights both correct for class "
+                              "imbalance (resampling vs loss weights); choose one")
+        if c.matching_weight < 0 or c.ac_weight < 0:
+            raise ConfigError("cond.matching_weight and cond.ac_weight must be >= 0")
+        if c.matching_weight > 0 and self.d_cond == "acgan":
+            raise ConfigError("cond.matching_weight needs a D whose real/fake score sees the "
+                              "label (concat, cbn or projection); AC-GAN's does not")
+        self.n_classes = n_classes
+        super().__init__(cfg, img_size=img_size, channels=channels, device=device,
+                         n_classes=n_classes, seed=seed)
+        self.matching_weight = float(c.matching_weight)
+        self.ac_weight = float(c.ac_weight)
+        self.ac_fake = bool(c.ac_fake)
+        if self.matching_weight > 0:
+            fake_half(self.objective, torch.zeros(1))   # unsupported loss: fail now, not mid-run
+        # Labels are drawn from their own checkpointed stream (z keeps the GAN task's).
+        self.label_gen = torch.Generator(device=device).manual_seed(seed + 3)
+        self.label_probs = torch.full((n_classes,), 1.0 / n_classes, device=device)
+        self.class_weight: Optional[torch.Tensor] = None
+        self.label_counts = torch.zeros(n_classes, dtype=torch.int64, device=device)
+        self._fake_y: Optional[torch.Tensor] = None
+        if self.d_cond == "acgan":
+            self.progress_keys = self.progress_keys + ("acc_D_cls",)
+
+    def build_networks(self, *, img_size: int, channels: int, n_classes: int):
+        m, c = self.cfg.model, self.cfg.cond
+        G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim,
+                         width=m.g_width, n_classes=n_classes, cond=self.g_cond,
+                         embed_dim=c.embed_dim)
+        D = models.build("D", m.name, img_size=img_size, channels=channels, width=m.d_width,
+                         n_classes=n_classes, cond=self.d_cond, embed_dim=c.embed_dim)
+        return G, D
+
+    def bind_data(self, data: Any) -> None:
+        """Class frequencies of the training data: G's label distribution and class weights."""
+        from ganforge.data.balanced import class_counts
+        c = self.cfg.cond
+        counts = class_counts(data.labels, self.n_classes)[:self.n_classes].double()
+        if c.balance or c.class_weights == "inverse":
+            probs = torch.full_like(counts, 1.0 / self.n_classes)
+        else:
+            probs = counts / counts.sum()
+        self.label_probs = probs.float().to(self.device)
+        if c.class_weights == "inverse":
+            # w_c = N / (K n_c): mean 1 over the data; classes without images get 0.
+            w = torch.where(counts > 0, counts.sum() / (self.n_classes * counts.clamp(min=1)),
+                            torch.zeros_like(counts))
+            self.class_weight = w.float().to(self.device)
+
+    # ------------------------------------------------------------------ labels
+    def sample_labels(self, n: int) -> torch.Tensor:
+        return torch.multinomial(self.label_probs, n, replacement=True, generator=self.label_gen)
+
+    # ------------------------------------------------------------------ losses
+    def loss(self, phase: str, batch: Batch, *, last_repeat: bool = True
+             ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        if phase == "D":
+            return self._d_loss(batch, last_repeat)
+        if phase == "G":
+            return self._g_loss(batch)
+        raise KeyError(phase)
+
+    def _d_loss(self, batch: Batch, last_repeat: bool):
+        real, y = batch[0], batch[1]
+        if y is None:
+            raise DataError("--task conditional got a batch without labels")
+        n = real.shape[0]
+        z = self.noise(n)
+        yf = self.sample_labels(n)
+        self.label_counts += torch.bincount(yf, minlength=self.n_classes)
+        if last_repeat:
+            fake = self.G(z, yf)                  # keep the graph for the G phase
+            self._fake, self._fake_y = fake, yf
+            fake_in = fake.detach()
+        else:
+            with torch.no_grad():
+                fake_in = self.G(z, yf)
+        real_logits, real_cls = self.D.logits_and_classes(real, y)
+        fake_logits, fake_cls = self.D.logits_and_classes(fake_in, yf)
+        w = self.class_weight[y] if self.class_weight is not None else None
+        if w is None:
+            loss = self.objective.d_loss(real_logits, fake_logits)
+        else:
+            loss = weighted_d_loss(self.objective, real_logits, fake_logits, w)
+        logs = {"D(x)": d_prob(real_logits.detach()), "D(G(z))": d_prob(fake_logits.detach())}
+        if self.matching_weight > 0:
+            wrong = mismatched_labels(y, self.n_classes, self.label_gen)
+            mis_logits = self.D(real, wrong)
+            match = fake_half(self.objective, mis_logits)
+            loss = loss + self.matching_weight * match
+            logs["loss_D_match"] = match.detach()
+            logs["D(x,c')"] = d_prob(mis_logits.detach())
+        if real_cls is not None:
+            ce_real = F.cross_entropy(real_cls.float(), y, reduction="none")
+            ce = (ce_real * w).sum() / w.sum() if w is not None else ce_real.mean()
+            if self.ac_fake:
+                ce = ce + F.cross_entropy(fake_cls.float(), yf)
+            loss = loss + self.ac_weight * ce
+            logs["loss_D_cls"] = ce.detach()
+            logs["acc_D_cls"] = (real_cls.detach().argmax(1) == y).float().mean()
+        logs["loss_D"] = loss.detach()
+        return loss, logs
+
+    def _g_loss(self, batch: Batch):
+        if self._fake is not None:
+            fake, yf = self._fake, self._fake_y
+        else:
+            yf = self.sample_labels(self.batch_size)
+            fake = self.G(self.noise(self.batch_size), yf)
+        self._fake = self._fake_y = None
+        logits, cls = self.D.logits_and_classes(fake, yf)
+        loss = self.objective.g_loss(logits)
+        logs = {}
+        if cls is not None:
+            ce = F.cross_entropy(cls.float(), yf)
+            loss = loss + self.ac_weight * ce
+            logs["loss_G_cls"] = ce.detach()
+        logs["loss_G"] = loss.detach()
+        return loss, logs
+
+    # ------------------------------------------------------------------ grids and state
+    def fixed_inputs(self, n: int, generator: torch.Generator, device: torch.device) -> Dict[str, torch.Tensor]:
+        """K x K inputs (row c = class c) when K <= 16, else ``n`` inputs cycling the classes."""
+        k = self.n_classes
+        if k <= GRID_MAX_CLASSES:
+            y = torch.arange(k).repeat_interleave(k)
+        else:
+            y = torch.arange(n) % k
+        z = torch.randn(len(y), self.z_dim, generator=generator)
+        return {"z": z.to(device), "y": y.to(device)}
+
+    @torch.no_grad()
+    def render(self, fixed: Dict[str, torch.Tensor]) -> torch.Tensor:
+        was = self.G.training
+        self.G.eval()
+        try:
+            return self.G(fixed["z"], fixed["y"]).float()
+        finally:
+            self.G.train(was)
+
+    def state_dict(self) -> Dict[str, Any]:
+        st = super().state_dict()
+        st.update({"label_gen": self.label_gen.get_state(),
+                   "label_counts": self.label_counts.cpu(),
+                   "label_probs": self.label_probs.cpu()})
+        return st
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.label_gen.set_state(state["label_gen"])
+        self.label_counts = state["label_counts"].to(self.device)

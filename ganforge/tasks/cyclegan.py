@@ -1,0 +1,299 @@
+"""CycleGAN: unpaired image-to-image translation (Zhu, Park, Isola & Efros 2017).
+
+Paper-to-code name map (domains X, Y of the paper are A, B here)::
+
+    paper            code (module name in checkpoints)   what it does
+    G : X -> Y       "G_AB"                              translates A images into B
+    F : Y -> X       "G_BA"                              translates B images into A
+    D_X              "D_A"                               judges A images (real A vs G_BA(b))
+    D_Y              "D_B"                               judges B images (real B vs G_AB(a))
+
+(The authors' PyTorch code names its discriminators after the generator they oppose, so its
+``netD_A`` judges domain B; here ``D_A`` judges domain A, like the paper's ``D_X``.) Logged
+statistics keep the paper's letters: ``loss_D_X`` is D_A's loss, ``loss_D_Y`` D_B's.
+
+Objective (paper eq. 3 plus the identity term of §5.2, weights as in the authors' code)::
+
+    L_G = L_GAN(G, D_Y) + L_GAN(F, D_X)
+        + lambda_cyc * (|F(G(x)) - x|_1 + |G(F(y)) - y|_1)                 (eq. 2)
+        + lambda_cyc * lambda_id * (|G(y) - y|_1 + |F(x) - x|_1)            (identity)
+
+with ``|.|_1`` the mean absolute error per pixel in [-1, 1] units, lambda_cyc = 10 and
+lambda_id = 0.5 by default. ``L_GAN`` is ``cyclegan.adv_loss``: least squares by default
+(paper §4: G minimises E[(D(G(x)) - 1)^2], D minimises E[(D(y) - 1)^2] + E[D(G(x))^2]), or
+any registered loss (``nonsaturating``). Each D loss is halved, as in the paper ("we divide
+the objective by 2 while optimizing D"), and D sees generated images through a 50-image
+history pool (:mod:`ganforge.regularize.image_pool`).
+
+Phases on the shared trainer: ``"G"`` steps both generators on L_G (fresh batch: one image
+of each domain per row), then ``"D"`` steps both discriminators on the *same* batch
+(``new_batch=False``) with the fakes the G phase just made (detached, through the pools).
+The two discriminators have separate parameters, so their summed loss gives each exactly its
+own gradient; the trainer's ``backward(inputs=...)`` keeps D's weight gradients out of the G
+phase. Each generator runs its translation and its identity input as one stacked batch, and
+each discriminator its real and fake batch (:func:`run_stacked`): every norm here works per
+image, so this equals separate calls and saves CPU time. Adam (0.5, 0.999), lr 2e-4, constant for the first half and linearly decayed to 0
+over the second half in the preset (``train.lr_decay=linear``, ``lr_decay_start=0.5``).
+
+Logged: ``loss_G`` (the whole L_G), ``loss_G_adv`` (its two adversarial terms),
+``loss_cycle`` and ``loss_identity`` (the *unweighted* L1 sums of eq. 2 and of the identity
+term; halve them for the mean per direction), ``loss_D_X``, ``loss_D_Y`` (halved, as
+optimised).
+
+Settings live in the ``cyclegan`` config section (domains, lambdas, networks, pool, jitter);
+the generator and discriminator widths are ``model.g_width`` and ``model.d_width`` (the
+paper's k = 64); ``model.name`` and ``train.loss`` are not used by this task.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ganforge import models
+from ganforge.config import ConfigError
+from ganforge.losses import LOSSES
+from ganforge.regularize.image_pool import ImagePool
+from ganforge.tasks import TASKS, Batch, DataInfo, Phase, Task
+
+#: At most this many fixed test images per domain in the progress grid.
+MAX_FIXED_PER_DOMAIN = 16
+GRID_COLUMNS = 8
+
+
+@TASKS.register("cyclegan", help="CycleGAN: unpaired image-to-image translation between "
+                                 "two domains (--domain-a, --domain-b)")
+class CycleGANTask(Task):
+    progress_keys = ("loss_D_X", "loss_D_Y", "loss_G", "loss_cycle", "loss_identity")
+
+    # ------------------------------------------------------------------ data
+    @classmethod
+    def load_data(cls, cfg):
+        from ganforge.data.domains import domain_specs, load_domain_pair
+        d, c = cfg.data, cfg.cyclegan
+        a, b = domain_specs(d.name, c.domain_a, c.domain_b)
+        return load_domain_pair(a, b, img_size=d.img_size, channels=d.channels,
+                                data_dir=d.data_dir, strict=d.strict, limit=d.limit,
+                                download=d.download)
+
+    @classmethod
+    def describe_data(cls, data) -> DataInfo:
+        from ganforge.data.domains import DomainPair
+        if not isinstance(data, DomainPair):
+            raise ConfigError(f"the cyclegan task trains on two domains (a DomainPair from "
+                              f"ganforge.data.domains.load_domain_pair), got "
+                              f"{type(data).__name__}; give --domain-a and --domain-b")
+        return DataInfo(name=data.name, n_images=max(len(data.a), len(data.b)),
+                        channels=data.channels, img_size=data.img_size,
+                        nbytes=data.a.images.numel() + data.b.images.numel(),
+                        class_names=[data.a.name, data.b.name])
+
+    @classmethod
+    def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
+        from ganforge.data.domains import TwoDomainLoader
+        if world_size != 1:
+            raise ConfigError("the cyclegan task does not support multi-process training yet")
+        t, c = cfg.train, cfg.cyclegan
+        return TwoDomainLoader(data.a.images, data.b.images, batch_size=t.batch_size,
+                               seed=t.seed, device=device, channels_last=t.channels_last,
+                               crop=c.crop, flip=c.flip, names=(data.a.name, data.b.name))
+
+    @classmethod
+    def run_label(cls, cfg) -> str:
+        return "cyclegan"
+
+    # ------------------------------------------------------------------ networks
+    def __init__(self, cfg, *, img_size: int, channels: int, device: torch.device,
+                 n_classes: int = 0, seed: int = 0):
+        super().__init__()
+        c, m, t = cfg.cyclegan, cfg.model, cfg.train
+        if t.d_steps != 1:
+            raise ConfigError(f"train.d_steps={t.d_steps}: the cyclegan task alternates one "
+                              f"G and one D update per step (as the paper); use 1")
+        for key, v in (("lambda_cyc", c.lambda_cyc), ("lambda_id", c.lambda_id)):
+            if v < 0:
+                raise ConfigError(f"cyclegan.{key}={v}: must be >= 0")
+        self.cfg, self.device = cfg, device
+        self.lambda_cyc, self.lambda_id = float(c.lambda_cyc), float(c.lambda_id)
+        gkw = dict(img_size=img_size, channels=channels, width=m.g_width, n_blocks=c.n_blocks)
+        dkw = dict(img_size=img_size, channels=channels, width=m.d_width, n_layers=c.d_layers)
+        for kind, name in (("G", c.generator), ("D", c.discriminator)):
+            reg = models.GENERATORS if kind == "G" else models.DISCRIMINATORS
+            if name in reg and not models.is_image_to_image(name):
+                raise ConfigError(f"cyclegan.{'generator' if kind == 'G' else 'discriminator'}="
+                                  f"'{name}' is a noise-to-image network; use an "
+                                  f"image-to-image one (cyclegan-resnet / patchgan)")
+        self.modules = {
+            "G_AB": models.build("G", c.generator, **gkw).to(device),      # paper G: X -> Y
+            "G_BA": models.build("G", c.generator, **gkw).to(device),      # paper F: Y -> X
+            "D_A": models.build("D", c.discriminator, **dkw).to(device),   # paper D_X
+            "D_B": models.build("D", c.discriminator, **dkw).to(device),   # paper D_Y
+        }
+        self.objective = LOSSES.build(c.adv_loss)
+        if self.objective.g_needs_real:
+            raise ConfigError(f"cyclegan.adv_loss='{c.adv_loss}' needs D on real data in the "
+                              f"G phase, which this task does not do; use lsgan or nonsaturating")
+        self.pool_a = ImagePool(c.pool_size, seed=seed + 3)   # fakes of domain A, for D_A
+        self.pool_b = ImagePool(c.pool_size, seed=seed + 4)   # fakes of domain B, for D_B
+        self._fake_a: Optional[torch.Tensor] = None
+        self._fake_b: Optional[torch.Tensor] = None
+        self._data = None
+
+    @property
+    def G_AB(self):
+        return self.modules["G_AB"]
+
+    @property
+    def G_BA(self):
+        return self.modules["G_BA"]
+
+    @property
+    def D_A(self):
+        return self.modules["D_A"]
+
+    @property
+    def D_B(self):
+        return self.modules["D_B"]
+
+    def bind_data(self, data) -> None:
+        self._data = data
+
+    def phases(self) -> List[Phase]:
+        t = self.cfg.train
+        betas = (t.beta1, t.beta2)
+        return [Phase("G", ("G_AB", "G_BA"), lr=t.lr_g, betas=betas),
+                Phase("D", ("D_A", "D_B"), lr=t.lr_d, betas=betas, new_batch=False)]
+
+    # ------------------------------------------------------------------ losses
+    def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor
+                         ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """L_G and its parts for one batch (see the module docstring); keeps the fakes for
+        the D phase."""
+        if self.lambda_id > 0:
+            # One call per generator for its translation and its identity term: instance norm
+            # works per image, so a stacked batch gives the same results as two calls, faster.
+            fake_b, idt_b = run_stacked(self.G_AB, real_a, real_b)     # G(x), G(y)
+            fake_a, idt_a = run_stacked(self.G_BA, real_b, real_a)     # F(y), F(x)
+        else:
+            fake_b, fake_a = self.G_AB(real_a), self.G_BA(real_b)
+        rec_a = self.G_BA(fake_b)            # F(G(x))
+        rec_b = self.G_AB(fake_a)            # G(F(y))
+        adv = self.objective.g_loss(self.D_B(fake_b)) + self.objective.g_loss(self.D_A(fake_a))
+        cycle = cycle_l1(rec_a, real_a) + cycle_l1(rec_b, real_b)
+        loss = adv + self.lambda_cyc * cycle
+        logs = {"loss_G_adv": adv.detach(), "loss_cycle": cycle.detach()}
+        if self.lambda_id > 0:
+            identity = cycle_l1(idt_b, real_b) + cycle_l1(idt_a, real_a)
+            loss = loss + self.lambda_cyc * self.lambda_id * identity
+            logs["loss_identity"] = identity.detach()
+        logs["loss_G"] = loss.detach()
+        self._fake_a, self._fake_b = fake_a.detach(), fake_b.detach()
+        return loss, logs
+
+    def discriminator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor
+                             ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        if self._fake_a is None or self._fake_b is None:   # D phase on its own (tests, tools)
+            with torch.no_grad():
+                self._fake_b, self._fake_a = self.G_AB(real_a), self.G_BA(real_b)
+        fake_a = self.pool_a.query(self._fake_a)
+        fake_b = self.pool_b.query(self._fake_b)
+        self._fake_a = self._fake_b = None
+        # The paper's ½: "we divide the objective by 2 while optimizing D".
+        loss_a = 0.5 * self.objective.d_loss(*run_stacked(self.D_A, real_a, fake_a))
+        loss_b = 0.5 * self.objective.d_loss(*run_stacked(self.D_B, real_b, fake_b))
+        return loss_a + loss_b, {"loss_D_X": loss_a.detach(), "loss_D_Y": loss_b.detach()}
+
+    def loss(self, phase: str, batch: Batch, *, last_repeat: bool = True
+             ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        real_a, real_b = batch[0], batch[1]
+        if phase == "G":
+            return self.generator_losses(real_a, real_b)
+        if phase == "D":
+            return self.discriminator_losses(real_a, real_b)
+        raise KeyError(phase)
+
+    # ------------------------------------------------------------------ progress grids
+    def fixed_inputs(self, n: int, generator: torch.Generator, device: torch.device
+                     ) -> Dict[str, torch.Tensor]:
+        """Up to ``min(n // 2, 16)`` test images of each domain, drawn once with ``generator``."""
+        if self._data is None:
+            raise RuntimeError("CycleGANTask.fixed_inputs needs the data: call bind_data(pair) "
+                               "first (the trainer does)")
+        from ganforge.data import to_float
+        k = max(1, min(n // 2, MAX_FIXED_PER_DOMAIN))
+        out = {}
+        for key, which in (("a", "a"), ("b", "b")):
+            imgs = self._data.test(which).images
+            idx = torch.randperm(imgs.shape[0], generator=generator)[:k]
+            out[key] = to_float(imgs.index_select(0, idx)).to(device)
+        return out
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str = "a2b") -> Tuple[torch.Tensor, torch.Tensor]:
+        """(translated, reconstructed) for images of the source domain of ``direction``."""
+        fwd, back = (self.G_AB, self.G_BA) if direction == "a2b" else (self.G_BA, self.G_AB)
+        y = fwd(x)
+        return y, back(y)
+
+    @torch.no_grad()
+    def render(self, fixed: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """One composite image: for domain A, bands of rows  A | G(A) | F(G(A)); then for
+        domain B,  B | F(B) | G(F(B)); ``GRID_COLUMNS`` images per row."""
+        fake_b, rec_a = self.translate(fixed["a"], "a2b")
+        fake_a, rec_b = self.translate(fixed["b"], "b2a")
+        band_a = triplet_grid(fixed["a"], fake_b, rec_a)
+        band_b = triplet_grid(fixed["b"], fake_a, rec_b)
+        return stack_bands([band_a, band_b]).unsqueeze(0)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> Dict[str, Any]:
+        return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.pool_a.load_state_dict(state["pool_a"], device=self.device)
+        self.pool_b.load_state_dict(state["pool_b"], device=self.device)
+
+
+def run_stacked(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(net(x), net(y))`` from one call on the stacked batch. Only for networks without
+    cross-image statistics (instance norm, no batch norm), where it equals two calls."""
+    out = net(torch.cat([x, y]))
+    return out[:x.shape[0]], out[x.shape[0]:]
+
+
+def cycle_l1(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference per pixel, in float32 (``|.|_1`` of the module docstring)."""
+    return F.l1_loss(x.float(), target.float())
+
+
+def triplet_grid(inputs: torch.Tensor, translated: torch.Tensor, reconstructed: torch.Tensor,
+                 columns: int = GRID_COLUMNS) -> torch.Tensor:
+    """(C, H, W) grid in [-1, 1]: for every ``columns`` images, a row of inputs, a row of their
+    translations and a row of the reconstructions (short rows padded with white)."""
+    from ganforge.report.images import make_grid
+    n = inputs.shape[0]
+    cols = max(1, min(columns, n))
+    tiles = []
+    for s in range(0, n, cols):
+        for part in (inputs, translated, reconstructed):
+            chunk = part[s:s + cols].detach().float().cpu()
+            if chunk.shape[0] < cols:
+                pad = torch.ones((cols - chunk.shape[0], *chunk.shape[1:]))
+                chunk = torch.cat([chunk, pad])
+            tiles.append(chunk)
+    return make_grid(torch.cat(tiles), nrow=cols)
+
+
+def stack_bands(bands: List[torch.Tensor], gap: int = 6) -> torch.Tensor:
+    """Stack (C, H, W) grids vertically with a white gap, padding widths to the widest."""
+    width = max(b.shape[-1] for b in bands)
+    out = []
+    for i, b in enumerate(bands):
+        if b.shape[-1] < width:
+            b = torch.cat([b, torch.ones((b.shape[0], b.shape[1], width - b.shape[-1]))], dim=2)
+        if i:
+            out.append(torch.ones((b.shape[0], gap, width)))
+        out.append(b)
+    return torch.cat(out, dim=1)

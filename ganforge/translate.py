@@ -1,0 +1,255 @@
+"""``ganforge translate``: apply a trained CycleGAN run to images.
+
+::
+
+    ganforge translate RUN --direction a2b INPUT --out DIR [--grid]
+
+``INPUT`` is an image file, a folder of images (searched recursively), a dataset domain such
+as ``fashion-mnist:test:sneaker`` (see :mod:`ganforge.data.domains`; without a split, e.g.
+``fashion-mnist:sneaker``, the test split is meant), or ``run:test`` / ``run:train`` for the
+run's own source domain (domain A for ``a2b``, B for ``b2a``).
+
+Each translated image is written under ``DIR`` with the input's own name (its path relative
+to an input folder, extension kept); dataset items are named by their position in the
+selected domain, ``00000.png``, ``00001.png``, ... Outputs have the run's image size and
+channel count (inputs are converted: shorter side resized, centre-cropped, gray <-> RGB).
+``--grid`` also writes ``DIR/grid.png``: for every 8 inputs, a row of inputs, a row of their
+translations and a row of the reconstructions (translated back).
+
+The generators are rebuilt from the checkpoint alone: their specs (family + constructor
+arguments) are stored next to the weights (DESIGN lesson 5).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ganforge import models
+from ganforge.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
+from ganforge.data.base import DataError
+
+DIRECTIONS = ("a2b", "b2a")
+GRID_NAME = "grid.png"
+RUN_INPUTS = ("run:test", "run:train")
+
+
+# --------------------------------------------------------------------------- the networks
+def load_translators(run: str | Path, which: str = "latest", device: str | torch.device = "cpu"
+                     ) -> Tuple[torch.nn.Module, torch.nn.Module, Dict]:
+    """``(G_AB, G_BA, checkpoint)`` rebuilt from a cyclegan run folder or checkpoint file."""
+    path = find_checkpoint(run, which)
+    st = load_checkpoint(path, map_location="cpu")
+    specs = st.get("specs", {})
+    if "G_AB" not in specs or "G_BA" not in specs:
+        raise CheckpointError(f"'{path}' is not a cyclegan run (it holds "
+                              f"{', '.join(specs) or 'no networks'}); use `ganforge sample` for "
+                              f"noise-to-image runs")
+    nets = []
+    for name in ("G_AB", "G_BA"):
+        g = models.from_spec(specs[name])
+        g.load_state_dict(st["modules"][name])
+        nets.append(g.to(device).eval())
+    return nets[0], nets[1], st
+
+
+def pick(G_AB: torch.nn.Module, G_BA: torch.nn.Module, direction: str
+         ) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """(forward, backward) generators for ``direction``."""
+    if direction not in DIRECTIONS:
+        raise DataError(f"--direction '{direction}': use a2b or b2a")
+    return (G_AB, G_BA) if direction == "a2b" else (G_BA, G_AB)
+
+
+@torch.no_grad()
+def translate_tensor(fwd: torch.nn.Module, back: Optional[torch.nn.Module], x: torch.Tensor,
+                     batch_size: int = 64, device: str | torch.device = "cpu"
+                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Translated (and, with ``back``, reconstructed) images of ``x`` (float [-1, 1], CPU)."""
+    outs, recs = [], []
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i:i + batch_size].to(device)
+        y = fwd(xb).float().clamp(-1, 1)
+        outs.append(y.cpu())
+        if back is not None:
+            recs.append(back(y).float().clamp(-1, 1).cpu())
+    empty = torch.empty(0, *x.shape[1:])
+    out = torch.cat(outs) if outs else empty
+    rec = (torch.cat(recs) if recs else empty) if back is not None else None
+    return out, rec
+
+
+# --------------------------------------------------------------------------- the inputs
+def run_domain_spec(st: Dict, which: str) -> str:
+    """The training domain spec ('a' or 'b') of the run in checkpoint ``st``."""
+    from ganforge.data.domains import domain_specs
+    cfg = st.get("config", {})
+    cg = cfg.get("cyclegan") or {}
+    a, b = domain_specs(cfg.get("data", {}).get("name", ""), cg.get("domain_a", ""),
+                        cg.get("domain_b", ""))
+    return a if which == "a" else b
+
+
+def load_run_domain(st: Dict, which: str, split: str = "test", *, limit: int = 0,
+                    data_dir: Optional[str] = None) -> Tuple[torch.Tensor, str]:
+    """Images of the run's own domain ``which`` ('a'/'b') at the run's size (uint8) and the
+    name of what was loaded. ``split='test'`` falls back to the training images when the
+    domain has no test split."""
+    from ganforge.data.domains import load_domain, parse_domain, to_test_split
+    spec = parse_domain(run_domain_spec(st, which))
+    if split == "test":
+        t = to_test_split(spec)
+        spec = t if t is not None else spec
+    size, ch = _run_shape(st)
+    dcfg = st.get("config", {}).get("data", {})
+    ds = load_domain(spec, "train", img_size=size, channels=ch, limit=limit,
+                     data_dir=data_dir or dcfg.get("data_dir"))
+    return ds.images, ds.name
+
+
+def _run_shape(st: Dict) -> Tuple[int, int]:
+    d = st.get("data", {})
+    return int(d.get("img_size", 0)), int(d.get("channels", 0))
+
+
+def load_inputs(spec: str, st: Dict, direction: str, *, limit: int = 0,
+                data_dir: Optional[str] = None) -> Tuple[torch.Tensor, List[str], Optional[Path]]:
+    """``(images float [-1, 1], output names, input root or None)`` for ``INPUT``."""
+    from ganforge.data import to_float
+    from ganforge.data.domains import load_domain
+    size, ch = _run_shape(st)
+    source = "a" if direction == "a2b" else "b"
+    if spec in RUN_INPUTS:
+        images, _ = load_run_domain(st, source, spec.split(":")[1], limit=limit, data_dir=data_dir)
+        return to_float(images), _index_names(images.shape[0]), None
+    p = Path(spec).expanduser()
+    if p.is_file() and p.suffix.lower() not in (".npy", ".npz"):
+        return _decode_files([p], size, ch), [p.name], p.parent
+    if p.is_dir():
+        from ganforge.data.folder import scan
+        files, _ = scan(p)
+        if not files:
+            raise DataError(f"{p}: no images found to translate")
+        if limit:
+            files = files[:limit]
+        names = [f.relative_to(p).as_posix() for f in files]
+        return _decode_files(files, size, ch), names, p
+    ds = load_domain(spec, "test", img_size=size, channels=ch, limit=limit, data_dir=data_dir)
+    return to_float(ds.images), _index_names(len(ds)), None
+
+
+def _index_names(n: int) -> List[str]:
+    return [f"{i:05d}.png" for i in range(n)]
+
+
+def _decode_files(files: List[Path], size: int, channels: int) -> torch.Tensor:
+    from ganforge.data import to_float
+    from ganforge.data.decode import decode_file
+    from ganforge.data.transforms import convert_channels
+    arrays = []
+    for f in files:
+        try:
+            a, _ = decode_file(f, size)
+        except Exception as e:
+            raise DataError(f"{f}: cannot read image ({type(e).__name__}: {e})") from None
+        t = torch.from_numpy(np.array(a)).permute(2, 0, 1).unsqueeze(0)
+        arrays.append(convert_channels(t, channels, str(f)))
+    return to_float(torch.cat(arrays).contiguous())
+
+
+# --------------------------------------------------------------------------- writing
+def _to_pil(img: torch.Tensor):
+    from PIL import Image
+    from ganforge.data import to_uint8
+    a = to_uint8(img).permute(1, 2, 0).numpy()
+    return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+
+
+def write_images(images: torch.Tensor, names: List[str], out: Path) -> List[Path]:
+    paths = []
+    for img, name in zip(images, names):
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _to_pil(img).save(path)
+        paths.append(path)
+    return paths
+
+
+def write_grid(inputs: torch.Tensor, translated: torch.Tensor, reconstructed: torch.Tensor,
+               path: Path, max_images: int = 64) -> Path:
+    from PIL import Image
+    from ganforge.report.images import grid_to_uint8
+    from ganforge.tasks.cyclegan import triplet_grid
+    n = min(max_images, inputs.shape[0])
+    grid = triplet_grid(inputs[:n], translated[:n], reconstructed[:n])
+    img = Image.fromarray(grid_to_uint8(grid))
+    if inputs.shape[-1] <= 32:
+        img = img.resize((img.width * 2, img.height * 2), Image.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def translate_to_dir(run: str | Path, input_spec: str, out: str | Path, *, direction: str = "a2b",
+                     grid: bool = False, grid_max: int = 64, limit: int = 0, which: str = "latest",
+                     device: str = "cpu", batch_size: int = 64,
+                     data_dir: Optional[str] = None) -> Dict[str, object]:
+    """Translate ``input_spec`` with the run's generators and write the results to ``out``.
+    Returns ``{"n": count, "out": dir, "grid": path or None}``."""
+    if direction not in DIRECTIONS:
+        raise DataError(f"--direction '{direction}': use a2b or b2a")
+    G_AB, G_BA, st = load_translators(run, which, device)
+    x, names, root = load_inputs(input_spec, st, direction, limit=limit, data_dir=data_dir)
+    out = Path(out).expanduser()
+    if root is not None and out.resolve() == root.resolve():
+        raise DataError(f"--out {out} is the input folder: the translations would overwrite the "
+                        f"originals; choose another folder")
+    if grid and GRID_NAME in names:
+        raise DataError(f"an input is named {GRID_NAME}, which --grid writes too; translate into "
+                        f"a folder without --grid, or rename the input")
+    fwd, back = pick(G_AB, G_BA, direction)
+    y, rec = translate_tensor(fwd, back if grid else None, x, batch_size, device)
+    out.mkdir(parents=True, exist_ok=True)
+    write_images(y, names, out)
+    grid_path = write_grid(x, y, rec, out / GRID_NAME, grid_max) if grid else None
+    return {"n": len(names), "out": str(out), "grid": str(grid_path) if grid_path else None}
+
+
+# --------------------------------------------------------------------------- CLI
+def cmd_translate(args: argparse.Namespace) -> int:
+    res = translate_to_dir(args.run, args.input, args.out, direction=args.direction,
+                           grid=args.grid, grid_max=args.grid_max, limit=args.limit,
+                           which=args.checkpoint, device=args.device, batch_size=args.batch_size,
+                           data_dir=args.data_dir)
+    print(f"translated {res['n']} image(s) ({args.direction}) into {res['out']}"
+          + (f"; grid: {res['grid']}" if res["grid"] else ""))
+    return 0
+
+
+def add_translate_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``translate`` to the top-level CLI's subparsers."""
+    p = subparsers.add_parser(
+        "translate", help="translate images with a trained cyclegan run",
+        description="Translate images A->B (a2b) or B->A (b2a) with a trained cyclegan run. "
+                    "INPUT: an image file, a folder, a dataset domain such as "
+                    "fashion-mnist:test:sneaker, or run:test / run:train (the run's own source "
+                    "domain). Outputs keep the input names (dataset items: 00000.png, ...).")
+    p.add_argument("run", metavar="RUN_DIR_OR_CKPT")
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("--direction", choices=DIRECTIONS, default="a2b",
+                   help="a2b (default): domain A -> B with G_AB; b2a: B -> A with G_BA")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the translated images")
+    p.add_argument("--grid", action="store_true",
+                   help=f"also write DIR/{GRID_NAME}: rows of input | translated | reconstructed")
+    p.add_argument("--grid-max", type=int, default=64, metavar="N",
+                   help="images shown in the grid (default 64)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="translate at most N images")
+    p.add_argument("--checkpoint", default="latest", help="latest (default) or best")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-dir", help="where named datasets are stored")
+    p.set_defaults(func=cmd_translate)
+    return p
