@@ -17,9 +17,9 @@ AC-GAN (Odena et al. 2017, eq. 2-3): D maximises L_S + L_C and G maximises L_C -
 L_C is the log-likelihood of the right class on real *and* generated images. D's half on
 generated images is off by default (``cond.ac_fake=true`` restores it): with it, D's class head
 is free to learn "a generated boot asked for as 'coat' is a coat" (it can tell generated from
-real), and G and D then agree on a permuted label mapping. On Fashion-MNIST at the preset's
-budget that made 4 of 10 classes come out as another class (34.7 % class accuracy); trained on
-real images only, the class head stays anchored to the real classes.
+real), and G and D then agree on a permuted label mapping. On Fashion-MNIST (5 CPU minutes,
+5600 steps, domain-evaluator class accuracy) the paper's form made 4 of 10 classes come out as
+other classes (35.4 %); with the class head trained on real images only: 97.9 %.
 
 How G and D see the label is ``cond.method`` (see :mod:`ganforge.models.conditional`):
 ``concat``, ``cbn``, ``projection`` (default) or ``acgan`` (the only one with a class head C).
