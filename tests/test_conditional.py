@@ -9,6 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
+
+from tests.test_trainer import assert_same_state
 import torch.nn.functional as F
 from PIL import Image
 
@@ -369,9 +371,7 @@ def test_resume_is_exact(tmp_path, model, over):
     tr.fit()
     a, b = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
     assert a["step"] == b["step"] == 8
-    for net in a["modules"]:
-        for k in a["modules"][net]:
-            assert torch.equal(a["modules"][net][k], b["modules"][net][k]), f"{net}.{k} differs"
+    assert_same_state(a["modules"], b["modules"])
     assert torch.equal(a["task_state"]["label_counts"], b["task_state"]["label_counts"])
     assert a["loader"]["pos"] == b["loader"]["pos"]
 

@@ -11,6 +11,8 @@ import json
 import numpy as np
 import pytest
 import torch
+
+from tests.test_trainer import assert_same_state
 import torch.nn as nn
 from PIL import Image
 
@@ -439,9 +441,7 @@ def test_resume_is_exact(tmp_path):
     tr.fit()
     a, b = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
     assert a["step"] == b["step"] == 8
-    for net in a["modules"]:
-        for k in a["modules"][net]:
-            assert torch.equal(a["modules"][net][k], b["modules"][net][k]), f"{net}.{k}"
+    assert_same_state(a["modules"], b["modules"])
     for name in a["optimizers"]:
         for pid, s in a["optimizers"][name]["state"].items():
             assert torch.equal(s["exp_avg_sq"], b["optimizers"][name]["state"][pid]["exp_avg_sq"])
