@@ -9,7 +9,8 @@ Conventions shared by all families:
 - ``G(z)`` takes noise of shape ``(N, z_dim)`` and returns images in [-1, 1], NCHW.
 - ``D(x)`` returns raw logits of shape ``(N,)`` (never a sigmoid: losses work on logits).
 - Constructors take keyword arguments only; the common ones are ``img_size``, ``channels``,
-  ``z_dim`` (G) and ``width`` (a channel/feature multiplier).
+  ``z_dim`` (G), ``width`` (a channel/feature multiplier) and ``dropout`` (D, default 0).
+- Every D has ``freeze_blocks()``: its layers grouped from input to head, for :func:`freeze_d`.
 """
 from __future__ import annotations
 
@@ -27,11 +28,25 @@ COND_DISCRIMINATORS = Registry("conditional discriminator")
 
 
 def build(kind: str, name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered network (``kind`` is "G" or "D") and remember how it was built."""
+    """Build a registered network (``kind`` is "G" or "D") and remember how it was built.
+
+    ``spectral_norm=True`` is not a constructor argument: after building, every conv, Linear
+    and Embedding is spectrally normalised (Miyato et al. 2018;
+    :func:`ganforge.regularize.spectral.apply_spectral_norm`). It is recorded in the spec
+    only when true, so specs of networks built without it are unchanged and a checkpoint of
+    one built with it rebuilds the same (parametrised) state-dict keys.
+    """
+    sn = kwargs.pop("spectral_norm", False)
+    if not isinstance(sn, bool):
+        raise ValueError(f"{name} {kind}: spectral_norm={sn!r} must be true or false")
     reg = GENERATORS if kind == "G" else DISCRIMINATORS
     if "n_classes" in kwargs:   # the class-conditional variant of the family
         reg = COND_GENERATORS if kind == "G" else COND_DISCRIMINATORS
     module = reg.build(name, **kwargs)
+    if sn:
+        from ganforge.regularize.spectral import apply_spectral_norm
+        apply_spectral_norm(module)
+        kwargs["spectral_norm"] = True
     module.spec = {"name": name, "kind": kind, "kwargs": dict(kwargs)}
     return module
 
@@ -39,6 +54,40 @@ def build(kind: str, name: str, **kwargs: Any) -> nn.Module:
 def from_spec(spec: Dict[str, Any]) -> nn.Module:
     """Rebuild a network from the ``spec`` stored in a checkpoint."""
     return build(spec["kind"], spec["name"], **spec["kwargs"])
+
+
+def freeze_d(D: nn.Module, k: int) -> int:
+    """FreezeD (Mo, Cho & Shin 2020, "Freeze the Discriminator: a Simple Baseline for
+    Fine-Tuning GANs"): when fine-tuning, keep D's first ``k`` blocks (``D.freeze_blocks()``,
+    ordered from the input; the last one is the head) fixed and train the rest.
+
+    Sets ``requires_grad_(False)`` on those blocks' parameters and returns how many scalar
+    parameters were frozen. ``k = 0`` freezes nothing. The head cannot be frozen: a D that
+    cannot change its decision cannot be fine-tuned, so ``k`` must be below the number of
+    blocks. Optimisers and ``backward(inputs=...)`` must then be given only parameters that
+    still require grad.
+    """
+    blocks_of = getattr(D, "freeze_blocks", None)
+    if not callable(blocks_of):
+        raise ValueError(f"freeze_d: {type(D).__name__} has no freeze_blocks(), so it cannot say "
+                         f"which layers are its first blocks; FreezeD needs a discriminator of "
+                         f"one of the registered families")
+    blocks = list(blocks_of())
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"freeze_d: k={k!r} must be an integer >= 0 (the number of D blocks "
+                         f"to freeze, counted from the input)")
+    if k >= len(blocks):
+        raise ValueError(f"freeze_d: k={k}, but D has {len(blocks)} blocks; freeze at most "
+                         f"{len(blocks) - 1} so the head still learns")
+    seen: set = set()
+    frozen = 0
+    for block in blocks[:k]:
+        for p in block.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                p.requires_grad_(False)
+                frozen += p.numel()
+    return frozen
 
 
 def is_image_to_image(name: str) -> bool:
@@ -58,3 +107,4 @@ def family_names() -> list[str]:
 from ganforge.models import mlp, dcgan  # noqa: E402,F401
 from ganforge.models import cyclegan  # noqa: E402,F401  (image-to-image; not in family_names)
 from ganforge.models import conditional  # noqa: E402,F401  (G(z, y), D(x, y): built with n_classes)
+from ganforge.models import resnet  # noqa: E402,F401  (SNGAN-style; its conditional variants too)

@@ -1,4 +1,5 @@
-"""Class-conditional variants of the mlp and DCGAN families: ``G(z, y)`` and ``D(x, y)``.
+"""Class-conditional variants of the mlp and DCGAN families: ``G(z, y)`` and ``D(x, y)``
+(the ResNet family's live in :mod:`ganforge.models.resnet`, built from the pieces here).
 
 They subclass the unconditional networks through the extension points those were written with
 (``in_features``/``in_channels``, ``blocks``, ``_norm()``, ``features()``), so an unconditional
@@ -136,10 +137,43 @@ class _ConditionalD:
 
     def logits_and_classes(self, x: torch.Tensor, y: torch.Tensor
                            ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        raise NotImplementedError
+        """(logits (N,), class logits (N, K) for acgan else None) from the family's
+        ``features(x, y)`` (a map or a vector) and ``head``."""
+        h = self.features(x, y)
+        logits = self.head(h).reshape(-1)
+        if self.d_cond == "projection":   # Miyato & Koyama 2018, eq. 3: + embed(y) . phi(x)
+            return logits + (self.embed(y) * h.flatten(1)).sum(1), None
+        if self.d_cond == "acgan":
+            return logits, self.classifier(h).flatten(1)
+        return logits, None
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.logits_and_classes(x, y)[0]
+    def with_label_maps(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        """``cond='concat'`` for a convolutional D: the label embedding as constant extra
+        input channels."""
+        if y is None:
+            raise ValueError(f"{self.spec_name} D (cond='concat') needs the labels y with the images")
+        n, _, h, w = x.shape
+        lab = self.embed(y).to(x.dtype)[:, :, None, None].expand(n, -1, h, w)
+        return torch.cat([x, lab], dim=1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, with_classes: bool = False):
+        """Logits (N,); with ``with_classes`` the pair ``logits_and_classes(x, y)``. Tasks call
+        D through ``forward`` only, so DDP's wrapper sees every call."""
+        out = self.logits_and_classes(x, y)
+        return out if with_classes else out[0]
+
+    def freeze_blocks(self) -> list:
+        """FreezeD groups (Mo et al. 2020) of the family's D, with the label layers placed
+        where they act: a concat embedding enters with the image (first block); a projection
+        embedding or an AC-GAN classifier reads the last features (head)."""
+        blocks = list(super().freeze_blocks())
+        if self.d_cond == "concat":
+            blocks[0] = nn.ModuleList([blocks[0], self.embed])
+        elif self.d_cond == "projection":
+            blocks[-1] = nn.ModuleList([blocks[-1], self.embed])
+        else:
+            blocks[-1] = nn.ModuleList([blocks[-1], self.classifier])
+        return blocks
 
 
 # ============================================================================== DCGAN
@@ -181,11 +215,12 @@ class CondDCGANDiscriminator(_ConditionalD, DCGANDiscriminator):
     or ``'acgan'``."""
 
     def __init__(self, *, img_size: int, channels: int, n_classes: int, width: int = 64,
-                 cond: str = "projection", embed_dim: int = 0):
+                 dropout: float = 0.0, cond: str = "projection", embed_dim: int = 0):
         e = _check_cond("dcgan", "D", n_classes, cond, D_METHODS, embed_dim)
         extra = e if cond == "concat" else 0
         # concat: the first conv sees the image plus e constant "label map" channels.
-        super().__init__(img_size=img_size, channels=channels + extra, width=width)
+        super().__init__(img_size=img_size, channels=channels + extra, width=width,
+                         dropout=dropout)
         self.channels, self.n_classes, self.d_cond, self.embed_dim = channels, n_classes, cond, extra
         c_last = self.head.in_channels
         if cond == "concat":
@@ -201,24 +236,10 @@ class CondDCGANDiscriminator(_ConditionalD, DCGANDiscriminator):
             nn.init.normal_(self.classifier.weight, 0.0, 0.02)
             nn.init.zeros_(self.classifier.bias)
 
-    def features(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.d_cond == "concat":
-            if y is None:
-                raise ValueError("dcgan D (cond='concat') needs the labels y with the images")
-            n, _, h, w = x.shape
-            lab = self.embed(y).to(x.dtype)[:, :, None, None].expand(n, -1, h, w)
-            x = torch.cat([x, lab], dim=1)
-        return super().features(x)
+    spec_name = "dcgan"
 
-    def logits_and_classes(self, x, y):
-        h = self.features(x, y)
-        logits = self.head(h).reshape(-1)
-        if self.d_cond == "projection":
-            logits = logits + (self.embed(y) * h.flatten(1)).sum(1)
-            return logits, None
-        if self.d_cond == "acgan":
-            return logits, self.classifier(h).flatten(1)
-        return logits, None
+    def features(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return super().features(self.with_label_maps(x, y) if self.d_cond == "concat" else x)
 
 
 # ============================================================================== mlp
@@ -281,12 +302,3 @@ class CondMLPDiscriminator(_ConditionalD, MLPDiscriminator):
                 raise ValueError("mlp D (cond='concat') needs the labels y with the images")
             h = torch.cat([h, self.embed(y).to(h.dtype)], dim=1)
         return self.body(h)
-
-    def logits_and_classes(self, x, y):
-        h = self.features(x, y)
-        logits = self.head(h).view(-1)
-        if self.d_cond == "projection":
-            return logits + (self.embed(y) * h).sum(1), None
-        if self.d_cond == "acgan":
-            return logits, self.classifier(h)
-        return logits, None

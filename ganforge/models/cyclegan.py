@@ -184,3 +184,13 @@ class PatchGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def freeze_blocks(self) -> List[nn.Module]:
+        """FreezeD groups (Mo et al. 2020), input to output: each conv with its norm and
+        activation; the last group is the patch-logit conv (the head)."""
+        groups: List[List[nn.Module]] = []
+        for m in self.net:
+            if isinstance(m, nn.Conv2d):
+                groups.append([])
+            groups[-1].append(m)
+        return [nn.ModuleList(g) for g in groups]

@@ -15,6 +15,8 @@ Discriminator, its mirror image:
     n-1 x Conv2d(k=4, s=2, p=1), channels doubling         BN, LeakyReLU(0.2)
     Conv2d(w*2^(n-1), 1, kernel=s0)                       -> one raw logit (no sigmoid)
 
+    ``dropout`` > 0 adds nn.Dropout after each LeakyReLU (off by default, as in the paper).
+
 ``img_size = s0 * 2**n`` with 4 <= s0 <= 7 and n >= 1 strided layers; e.g. 64 = 4*2^4
 (4 -> 8 -> 16 -> 32 -> 64), 32 = 4*2^3, 28 = 7*2^2 (7 -> 14 -> 28). Paper guidelines followed
 (§3): strided convolutions instead of pooling, BN in both nets except G's output and D's input,
@@ -127,19 +129,29 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """DCGAN discriminator (Radford et al. 2015): strided convs, BN, LeakyReLU(0.2) -> raw logit."""
 
-    def __init__(self, *, img_size: int, channels: int, width: int = 64):
+    def __init__(self, *, img_size: int, channels: int, width: int = 64, dropout: float = 0.0):
         super().__init__()
         _check(channels, width)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dcgan: dropout={dropout!r} must be in [0, 1)")
         self.s0, self.n_down = plan(img_size)
         self.img_size, self.channels, self.width = img_size, channels, width
+        self.dropout = float(dropout)
         chs = [width * 2 ** i for i in range(self.n_down)]  # e.g. w, 2w, 4w, 8w
-        blocks = [nn.Sequential(  # input layer: no BN (paper §3)
-            nn.Conv2d(channels, chs[0], 4, 2, 1, bias=True), nn.LeakyReLU(0.2, inplace=True))]
+        blocks = [[  # input layer: no BN (paper §3)
+            nn.Conv2d(channels, chs[0], 4, 2, 1, bias=True), nn.LeakyReLU(0.2, inplace=True)]]
         for c_in, c_out in zip(chs[:-1], chs[1:]):
-            blocks.append(nn.Sequential(
+            blocks.append([
                 nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
-                self._norm(c_out), nn.LeakyReLU(0.2, inplace=True)))
-        self.blocks = nn.ModuleList(blocks)
+                self._norm(c_out), nn.LeakyReLU(0.2, inplace=True)])
+        if dropout > 0:
+            # Element-wise Dropout after each LeakyReLU (the original GAN's D used dropout,
+            # Goodfellow et al. 2014). Appended *last* in each block so the indices of the
+            # conv and BN inside the Sequential, hence the state-dict keys (blocks.1.0.weight,
+            # blocks.1.1.running_mean, ...), are the same with and without it.
+            for layers in blocks:
+                layers.append(nn.Dropout(self.dropout))
+        self.blocks = nn.ModuleList(nn.Sequential(*layers) for layers in blocks)
         # A conv over the whole s0 x s0 map: one logit per image, no sigmoid (losses take logits).
         self.head = DotHead2d(chs[-1], 1, self.s0, 1, 0, bias=True)
         init_dcgan_(self)
@@ -156,3 +168,8 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).reshape(-1)
+
+    def freeze_blocks(self) -> list[nn.Module]:
+        """FreezeD groups (Mo et al. 2020), input to output: each strided conv block, then
+        the logit head."""
+        return list(self.blocks) + [self.head]

@@ -35,13 +35,14 @@ class ProjectTranspose2d(nn.ConvTranspose2d):
                 or self.padding != (0, 0) or not _plain(self)):
             return super().forward(x)
         b = x.shape[0]
-        cin, cout, kh, kw = self.weight.shape
-        w = self.weight.permute(0, 2, 3, 1).reshape(cin, kh * kw * cout)
+        weight = self.weight     # read once: under spectral norm each read is a power iteration
+        cin, cout, kh, kw = weight.shape
+        w = weight.permute(0, 2, 3, 1).reshape(cin, kh * kw * cout)
         out = torch.mm(x.reshape(b, cin), w)
         out = out.view(b, kh, kw, cout).permute(0, 3, 1, 2)
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1)
-        return _keep_format(out, self.weight)
+        return _keep_format(out, weight)
 
 
 class FoldTranspose2d(nn.ConvTranspose2d):
@@ -52,9 +53,10 @@ class FoldTranspose2d(nn.ConvTranspose2d):
         if x.dim() != 4 or not _plain(self) or self.out_channels > 4:
             return super().forward(x)
         b, cin, h, w_ = x.shape
-        _, cout, kh, kw = self.weight.shape
+        weight = self.weight     # read once (see ProjectTranspose2d)
+        _, cout, kh, kw = weight.shape
         (sh, sw), (ph, pw) = self.stride, self.padding
-        cols = torch.mm(x.permute(0, 2, 3, 1).reshape(b * h * w_, cin), self.weight.reshape(cin, cout * kh * kw))
+        cols = torch.mm(x.permute(0, 2, 3, 1).reshape(b * h * w_, cin), weight.reshape(cin, cout * kh * kw))
         cols = cols.view(b, h * w_, cout * kh * kw).transpose(1, 2)
         out = F.fold(cols, output_size=((h - 1) * sh - 2 * ph + kh, (w_ - 1) * sw - 2 * pw + kw),
                      kernel_size=(kh, kw), stride=(sh, sw), padding=(ph, pw))

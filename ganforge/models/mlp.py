@@ -78,3 +78,14 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).view(-1)
+
+    def freeze_blocks(self) -> list[nn.Module]:
+        """FreezeD groups (Mo et al. 2020), input to output: each hidden Linear with its
+        activation (and dropout), then the head. Read from ``body`` at call time, so a subclass
+        that replaced a layer is grouped correctly."""
+        groups: list[list[nn.Module]] = []
+        for m in self.body:
+            if isinstance(m, nn.Linear) or not groups:
+                groups.append([])
+            groups[-1].append(m)
+        return [nn.ModuleList(g) for g in groups] + [self.head]
