@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge.losses import LOSSES, AdversarialLoss, d_prob, get_loss
+from ganforge.losses import LOSSES, AdversarialLoss, d_accuracy, d_prob, get_loss
 from ganforge.registry import RegistryError
 
 NAMES = ("nonsaturating", "minimax")
@@ -143,3 +143,171 @@ def test_d_prob():
     assert p.dim() == 0 and not p.requires_grad and p.dtype == torch.float32
     assert p.item() == pytest.approx((0.5 + 1.0 + 0.0 + 0.75) / 4)
     assert d_prob(torch.zeros(3, dtype=torch.bfloat16)).item() == pytest.approx(0.5)
+
+
+# ----------------------------------------------------------------------------- hinge, WGAN, RaSGAN
+NEW = ("hinge", "wasserstein", "relativistic")
+ALL = NAMES + ("lsgan",) + NEW
+# D's real half A(real) of d_loss = A(real) + B(fake), by hand, for the losses that split so.
+REAL_HALF = {
+    "nonsaturating": lambda r: F.softplus(-r).mean(),
+    "minimax": lambda r: F.softplus(-r).mean(),
+    "lsgan": lambda r: (r - 1).square().mean(),
+    "hinge": lambda r: F.relu(1 - r).mean(),
+    "wasserstein": lambda r: -r.mean(),
+}
+FAKE_HALF = {
+    "nonsaturating": lambda f: F.softplus(f).mean(),
+    "minimax": lambda f: F.softplus(f).mean(),
+    "lsgan": lambda f: f.square().mean(),
+    "hinge": lambda f: F.relu(1 + f).mean(),
+    "wasserstein": lambda f: f.mean(),
+}
+# Hand-picked logits: mean(real) = 0.5, mean(fake) = -0.5.
+HAND_REAL = torch.tensor([2.0, -0.5, 0.0])
+HAND_FAKE = torch.tensor([-3.0, 0.5, 1.0])
+
+
+def sp(x):
+    return math.log1p(math.exp(x))
+
+
+def test_new_losses_registered():
+    for name in NEW:
+        loss = get_loss(name)
+        assert isinstance(loss, AdversarialLoss) and LOSSES.help(name)
+        assert loss.g_needs_real == (name == "relativistic")
+        assert not loss.supports_label_smoothing
+    assert repr(get_loss("hinge")) == "HingeLoss()"
+
+
+def test_hinge_by_hand():
+    hinge = get_loss("hinge")
+    # relu(1 - [2, -.5, 0]) = [0, 1.5, 1]; relu(1 + [-3, .5, 1]) = [0, 1.5, 2]
+    assert hinge.d_loss(HAND_REAL, HAND_FAKE).item() == pytest.approx(2.5 / 3 + 3.5 / 3)
+    assert hinge.g_loss(HAND_FAKE).item() == pytest.approx(0.5)
+    # beyond the margins D's loss is exactly 0 and sends no gradient
+    real = torch.tensor([1.0, 5.0], requires_grad=True)
+    fake = torch.tensor([-1.0, -7.0], requires_grad=True)
+    d = hinge.d_loss(real, fake)
+    d.backward()
+    assert d.item() == 0.0 and not real.grad.any() and not fake.grad.any()
+
+
+def test_wasserstein_by_hand():
+    w = get_loss("wasserstein")
+    assert w.d_loss(HAND_REAL, HAND_FAKE).item() == pytest.approx(-0.5 - 0.5)
+    assert w.g_loss(HAND_FAKE).item() == pytest.approx(0.5)
+    # unbounded: scaling the critic up lowers its loss without limit (hence the Lipschitz need)
+    assert w.d_loss(10 * HAND_REAL, 10 * HAND_FAKE).item() == pytest.approx(-10.0)
+
+
+def test_relativistic_by_hand():
+    ra = get_loss("relativistic")
+    # D: softplus(-(r - mean f)) = softplus(-[2.5, 0, 0.5]); softplus(f - mean r) = softplus([-3.5, 0, .5])
+    d = (sp(-2.5) + sp(0.0) + sp(-0.5)) / 3 + (sp(-3.5) + sp(0.0) + sp(0.5)) / 3
+    # G, roles swapped: softplus(-(f - mean r)) = softplus([3.5, 0, -.5]); softplus(r - mean f)
+    g = (sp(3.5) + sp(0.0) + sp(-0.5)) / 3 + (sp(2.5) + sp(0.0) + sp(0.5)) / 3
+    assert ra.d_loss(HAND_REAL, HAND_FAKE).item() == pytest.approx(d)
+    assert ra.g_loss(HAND_FAKE, HAND_REAL).item() == pytest.approx(g)
+    # it is the BCE on relative logits
+    torch.testing.assert_close(ra.d_loss(HAND_REAL, HAND_FAKE),
+                               bce(HAND_REAL - HAND_FAKE.mean(), 1) + bce(HAND_FAKE - HAND_REAL.mean(), 0))
+    # shifting every logit by a constant changes nothing: only relative realness counts
+    torch.testing.assert_close(ra.d_loss(HAND_REAL + 7, HAND_FAKE + 7), ra.d_loss(HAND_REAL, HAND_FAKE))
+    zeros = torch.zeros(5)
+    torch.testing.assert_close(ra.d_loss(zeros, zeros), torch.tensor(math.log(4.0)))
+
+
+def test_relativistic_g_needs_real():
+    ra = get_loss("relativistic")
+    assert ra.g_needs_real
+    with pytest.raises(ValueError, match="real_logits"):
+        ra.g_loss(HAND_FAKE)
+    # no A(real) + B(fake) split, so no fake half
+    assert getattr(ra, "d_fake", None) is None
+
+
+@pytest.mark.parametrize("name", NEW)   # (lsgan is not monotone: it regresses to targets 0/1)
+def test_sign_conventions_new(name):
+    loss = get_loss(name)
+    base = torch.zeros(8)
+    g = (lambda f: loss.g_loss(f, base)) if loss.g_needs_real else loss.g_loss
+    assert loss.d_loss(base + 0.5, base) < loss.d_loss(base, base)
+    assert loss.d_loss(base, base - 0.5) < loss.d_loss(base, base)
+    assert g(base + 0.5) < g(base) < g(base - 0.5)
+    real, fake = base.clone().requires_grad_(), base.clone().requires_grad_()
+    loss.d_loss(real, fake).backward()
+    assert (real.grad < 0).all() and (fake.grad > 0).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_patchgan_maps_mean_over_all_elements(name):
+    loss = get_loss(name)
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(4, 1, 3, 3, generator=g), torch.randn(4, 1, 3, 3, generator=g)
+    torch.testing.assert_close(loss.d_loss(real, fake), loss.d_loss(real.flatten(), fake.flatten()))
+    torch.testing.assert_close(loss.g_loss(fake, real), loss.g_loss(fake.flatten(), real.flatten()))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_low_precision_new(name):
+    loss = get_loss(name)
+    x = torch.tensor([-60.0, -5.0, 0.0, 5.0, 60.0], dtype=torch.bfloat16)
+    d, g = loss.d_loss(x, x.flip(0)), loss.g_loss(x, x.flip(0))
+    assert d.dtype == g.dtype == torch.float32 and torch.isfinite(d) and torch.isfinite(g)
+
+
+@pytest.mark.parametrize("name", sorted(REAL_HALF))
+def test_d_fake_is_the_fake_half(name, logits):
+    loss = get_loss(name)
+    real, fake = logits
+    torch.testing.assert_close(loss.d_fake(fake), FAKE_HALF[name](fake))
+    torch.testing.assert_close(loss.d_loss(real, fake), REAL_HALF[name](real) + loss.d_fake(fake))
+    assert loss.d_fake(fake).dim() == 0
+
+
+# ----------------------------------------------------------------------------- label smoothing
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("s", [0.1, 0.3])
+def test_label_smoothing_is_bce_with_target(name, s, logits):
+    real, fake = logits
+    smooth, plain = LOSSES.build(name, label_smoothing=s), get_loss(name)
+    assert smooth.label_smoothing == s and f"label_smoothing={s}" in repr(smooth)
+    # Salimans et al. 2016, §3.4: real target 1 - s, fake target 0 (one-sided)
+    torch.testing.assert_close(smooth.d_loss(real, fake), bce(real, 1 - s) + bce(fake, 0))
+    torch.testing.assert_close(smooth.d_fake(fake), plain.d_fake(fake))
+    torch.testing.assert_close(smooth.g_loss(fake), plain.g_loss(fake))
+
+
+def test_label_smoothing_lsgan(logits):
+    real, fake = logits
+    ls = get_loss("lsgan", label_smoothing=0.2)
+    torch.testing.assert_close(ls.d_loss(real, fake), (real - 0.8).square().mean() + fake.square().mean())
+    torch.testing.assert_close(ls.g_loss(fake), get_loss("lsgan").g_loss(fake))
+    # smoothing 0 is the default, and equal to no smoothing
+    torch.testing.assert_close(get_loss("lsgan", label_smoothing=0.0).d_loss(real, fake),
+                               get_loss("lsgan").d_loss(real, fake))
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_label_smoothing_refused(name):
+    with pytest.raises(ValueError, match="label smoothing applies to the log and least-squares"):
+        get_loss(name, label_smoothing=0.1)
+    get_loss(name, label_smoothing=0.0)            # 0 is "off" and always accepted
+
+
+@pytest.mark.parametrize("s", [-0.1, 1.0, 1.5])
+def test_label_smoothing_range(s):
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        get_loss("nonsaturating", label_smoothing=s)
+
+
+# ----------------------------------------------------------------------------- d_accuracy
+def test_d_accuracy():
+    real = torch.tensor([3.0, -1.0, 0.5, 0.0], requires_grad=True)   # 2 of 4 right (0 is wrong)
+    fake = torch.tensor([-2.0, 1.0], dtype=torch.bfloat16)            # 1 of 2 right
+    acc = d_accuracy(real, fake)
+    assert acc.dim() == 0 and acc.dtype == torch.float32 and not acc.requires_grad
+    assert acc.item() == pytest.approx(3 / 6)
+    assert d_accuracy(torch.ones(2, 1, 4, 4), -torch.ones(2, 1, 4, 4)).item() == 1.0
