@@ -26,10 +26,16 @@ What is compared (same data, networks, widths, batch, losses, optimisers): the p
 
 Columns: ``it/s`` (training steps per second; median of ``--repeats`` interleaved repeats) and
 ``img/s`` (= it/s x batch size, images *per domain*).
+
+``bench_train.py`` imports the hand-written loop from here (``hand_loop``, which also takes a
+device and an autocast dtype) and the preset (``make_config``) for the ``cyclegan`` row of its
+table (same columns as its GAN rows: FLOPs per image, % of the matmul peak, peak memory, and
+CUDA when present).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import platform
@@ -95,13 +101,23 @@ class HandImagePool:
 
 
 class HandCycleGAN:
-    def __init__(self, cfg, img_size, channels):
+    """``device``: where the networks live (the batches are moved there by the caller, as the
+    authors' ``set_input`` does). ``amp_dtype``: ``None`` (the authors' fp32 code) or a
+    ``torch.autocast`` dtype around the forward passes and losses, with one ``GradScaler`` for
+    float16 (the usual AMP recipe; not in the authors' code)."""
+
+    def __init__(self, cfg, img_size, channels, device="cpu", amp_dtype=None):
         c, m, t = cfg.cyclegan, cfg.model, cfg.train
+        self.device = torch.device(device)
         gkw = dict(img_size=img_size, channels=channels, width=m.g_width, n_blocks=c.n_blocks)
         dkw = dict(img_size=img_size, channels=channels, width=m.d_width, n_layers=c.d_layers)
         torch.manual_seed(t.seed)
         self.G_A, self.G_B = models.build("G", c.generator, **gkw), models.build("G", c.generator, **gkw)
         self.D_A, self.D_B = models.build("D", c.discriminator, **dkw), models.build("D", c.discriminator, **dkw)
+        for net in (self.G_A, self.G_B, self.D_A, self.D_B):
+            net.to(self.device)
+        self.amp_dtype = amp_dtype
+        self.scaler = torch.amp.GradScaler(self.device.type) if amp_dtype == torch.float16 else None
         betas = (t.beta1, t.beta2)
         self.opt_G = torch.optim.Adam(itertools.chain(self.G_A.parameters(), self.G_B.parameters()), lr=t.lr_g, betas=betas)
         self.opt_D = torch.optim.Adam(itertools.chain(self.D_A.parameters(), self.D_B.parameters()), lr=t.lr_d, betas=betas)
@@ -118,31 +134,47 @@ class HandCycleGAN:
             for p in n.parameters():
                 p.requires_grad = flag
 
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def backward(self, loss):
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def optimizer_step(self, opt):
+        self.scaler.step(opt) if self.scaler is not None else opt.step()
+
     def step(self, real_A, real_B):
         # forward()
-        fake_B = self.G_A(real_A)
-        rec_A = self.G_B(fake_B)
-        fake_A = self.G_B(real_B)
-        rec_B = self.G_A(fake_A)
+        with self.autocast():
+            fake_B = self.G_A(real_A)
+            rec_A = self.G_B(fake_B)
+            fake_A = self.G_B(real_B)
+            rec_B = self.G_A(fake_A)
         # G_A and G_B
         self.set_requires_grad([self.D_A, self.D_B], False)
         self.opt_G.zero_grad()
-        loss_idt = 0.0
-        if self.li > 0:
-            loss_idt = (self.l1(self.G_A(real_B), real_B) * self.lc * self.li
-                        + self.l1(self.G_B(real_A), real_A) * self.lc * self.li)
-        loss_G = (self.gan(self.D_A(fake_B), True) + self.gan(self.D_B(fake_A), True)
-                  + self.l1(rec_A, real_A) * self.lc + self.l1(rec_B, real_B) * self.lc + loss_idt)
-        loss_G.backward()
-        self.opt_G.step()
+        with self.autocast():
+            loss_idt = 0.0
+            if self.li > 0:
+                loss_idt = (self.l1(self.G_A(real_B), real_B) * self.lc * self.li
+                            + self.l1(self.G_B(real_A), real_A) * self.lc * self.li)
+            loss_G = (self.gan(self.D_A(fake_B), True) + self.gan(self.D_B(fake_A), True)
+                      + self.l1(rec_A, real_A) * self.lc + self.l1(rec_B, real_B) * self.lc + loss_idt)
+        self.backward(loss_G)
+        self.optimizer_step(self.opt_G)
         # D_A and D_B (the authors' netD_A judges domain B)
         self.set_requires_grad([self.D_A, self.D_B], True)
         self.opt_D.zero_grad()
         for D, real, fake in ((self.D_A, real_B, self.pool_B.query(fake_B)),
                               (self.D_B, real_A, self.pool_A.query(fake_A))):
-            loss_D = (self.gan(D(real), True) + self.gan(D(fake.detach()), False)) * 0.5
-            loss_D.backward()
-        self.opt_D.step()
+            with self.autocast():
+                loss_D = (self.gan(D(real), True) + self.gan(D(fake.detach()), False)) * 0.5
+            self.backward(loss_D)
+        self.optimizer_step(self.opt_D)
+        if self.scaler is not None:
+            self.scaler.update()
 
 
 # --------------------------------------------------------------------------- timing
@@ -157,12 +189,17 @@ def time_ours(cfg, pair, steps, warmup):
     return steps / (time.perf_counter() - t0)
 
 
-def time_hand(cfg, pair, steps, warmup):
+def hand_loop(cfg, pair, *, device="cpu", workers=0, amp_dtype=None):
+    """The hand-written loop as a zero-argument function doing one training step: the
+    authors' DataLoader (``pin_memory`` on CUDA, as their code does with GPUs) and each batch
+    moved to ``device`` with ``.to(device)`` (their ``set_input``)."""
     random.seed(cfg.train.seed)
-    model = HandCycleGAN(cfg, pair.img_size, pair.channels)
+    device = torch.device(device)
+    model = HandCycleGAN(cfg, pair.img_size, pair.channels, device=device, amp_dtype=amp_dtype)
     loader = torch.utils.data.DataLoader(UnalignedDataset(pair.a.images, pair.b.images),
                                          batch_size=cfg.train.batch_size, shuffle=True,
-                                         num_workers=0, drop_last=True)
+                                         num_workers=workers, drop_last=True,
+                                         pin_memory=device.type == "cuda")
     it = iter(loader)
 
     def one():
@@ -172,7 +209,13 @@ def time_hand(cfg, pair, steps, warmup):
         except StopIteration:
             it = iter(loader)
             batch = next(it)
-        model.step(batch["A"], batch["B"])
+        model.step(batch["A"].to(device), batch["B"].to(device))
+    one.model = model
+    return one
+
+
+def time_hand(cfg, pair, steps, warmup):
+    one = hand_loop(cfg, pair)
     for _ in range(warmup):
         one()
     t0 = time.perf_counter()
@@ -181,14 +224,19 @@ def time_hand(cfg, pair, steps, warmup):
     return steps / (time.perf_counter() - t0)
 
 
+def make_config(preset="cyclegan-sneaker-boot", threads=0, overrides=None):
+    """The preset with logging off and a step budget that never ends, plus ``overrides``."""
+    over = {"log.progress": False, "log.tensorboard": False, "out": "/tmp/ganforge-bench-cyclegan",
+            "train.steps": 10 ** 6, "train.threads": threads}
+    over.update(overrides or {})
+    return load_config(preset, over)
+
+
 def bench(args) -> None:
     from ganforge.tasks.cyclegan import CycleGANTask
     if args.threads:
         torch.set_num_threads(args.threads)
-    over = {"log.progress": False, "log.tensorboard": False, "out": "/tmp/ganforge-bench-cyclegan",
-            "train.steps": 10 ** 6, "train.threads": args.threads}
-    over.update(dict(kv.split("=", 1) for kv in args.overrides))
-    cfg = load_config(args.config, over)
+    cfg = make_config(args.config, args.threads, dict(kv.split("=", 1) for kv in args.overrides))
     pair = CycleGANTask.load_data(cfg)
     bs = cfg.train.batch_size
     load = os.getloadavg()
