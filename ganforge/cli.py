@@ -31,7 +31,8 @@ def _train_config(args: argparse.Namespace) -> Config:
              "data.strict": True if args.strict else None, "train.task": args.task,
              "cyclegan.domain_a": args.domain_a, "cyclegan.domain_b": args.domain_b,
              "cond.balance": True if args.balance else None,
-             "eval.every": args.eval_every}
+             "eval.every": args.eval_every, "train.init_from": args.init_from,
+             "train.freeze_d": args.freeze_d}
     cfg = cfg.with_overrides({k: v for k, v in flags.items() if v is not None}, where="flag")
     if args.steps is not None and args.epochs is None:
         cfg = cfg.with_overrides({"train.epochs": 0})
@@ -53,8 +54,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(cfg.dump_yaml())
         return 0
-    trainer = Trainer(cfg, resume=args.resume)
-    summary = trainer.fit()
+    from ganforge import distributed
+    try:
+        trainer = Trainer(cfg, resume=args.resume)
+        summary = trainer.fit()
+    finally:
+        distributed.shutdown()
     return 130 if summary.get("interrupted") else 0
 
 
@@ -62,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from ganforge.sampling import sample_to_file
     path = sample_to_file(args.run, n=args.n, out=args.out, seed=args.seed, which=args.checkpoint,
-                          device=args.device, class_=args.class_)
+                          device=args.device, class_=args.class_, ema=not args.no_ema)
     print(f"wrote {path}")
     return 0
 
@@ -77,7 +82,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.run and (args.real or args.fake):
         raise UserError("give either RUN_DIR_OR_CKPT or --real/--fake, not both")
     if args.run:
-        result = evaluate.evaluate_run(args.run, split=args.split, which=args.checkpoint, **common)
+        result = evaluate.evaluate_run(args.run, split=args.split, which=args.checkpoint,
+                                       ema=not args.no_ema, **common)
     elif args.real and args.fake:
         result = evaluate.evaluate_pair(args.real, args.fake, img_size=args.img_size, **common)
     else:
@@ -157,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--balance", action="store_true",
                    help="--task conditional: draw real images class-balanced (inverse class "
                         "frequency) and G's labels uniformly")
+    t.add_argument("--init-from", metavar="RUN_OR_CKPT",
+                   help="transfer learning: start from the weights of a trained run or checkpoint "
+                        "(same model settings); optimisers and step count start fresh")
+    t.add_argument("--freeze-d", type=int, metavar="K",
+                   help="FreezeD: keep D's first K blocks fixed (with --init-from)")
     t.add_argument("--eval-every", type=int, metavar="N", help="compute eval.metrics every N steps; keeps checkpoints/best.pt by FID")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     t.add_argument("--help-config", action="store_true", help="print every config key with its default")
@@ -173,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--class", dest="class_", metavar="CLASS",
                    help="conditional runs: a class name (sneaker, t-shirt-top; any case) or "
                         "index, or 'all' for one labelled row per class (ceil(n/K) images each)")
+    s.add_argument("--no-ema", action="store_true",
+                   help="use the raw generator, not its weight average (runs with ema.half_life)")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="score a run (or two datasets) with FID, KID, precision/recall, ...",
@@ -193,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--data-dir", help="where named datasets are stored")
+    e.add_argument("--no-ema", action="store_true",
+                   help="score the raw generator, not its weight average (runs with ema.half_life)")
     e.set_defaults(func=cmd_eval)
 
     from ganforge.metrics.domain import add_evaluator_parser

@@ -60,10 +60,12 @@ class TrainConfig:
     lr_decay_start: float = 0.5   # fraction of training after which the decay begins
     seed: int = 0
     device: str = "auto"          # auto | cpu | cuda | cuda:N
-    amp: str = "none"             # none | bf16 | fp16 (autocast; only on CUDA)
+    amp: str = "auto"             # auto (bf16 on CUDA, fp16 where bf16 is missing; off on CPU) | none | bf16 | fp16
     channels_last: bool = True    # NHWC memory format for conv models (faster with oneDNN/cuDNN)
-    compile: bool = False         # torch.compile the networks (GPU; a warm-up cost on CPU)
-    threads: int = 0              # torch CPU threads (0: torch's default)
+    compile: str = "auto"         # auto (on CUDA when triton is present) | true | false: torch.compile
+    threads: int = 0              # torch CPU threads (0: torch's default; split between torchrun processes)
+    init_from: str = ""           # --init-from RUN_OR_CKPT: start from a trained model's weights (transfer)
+    freeze_d: int = 0             # --freeze-d K: freeze D's first K blocks (FreezeD, Mo et al. 2020)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,47 @@ class EvalConfig:
     n: int = 2000                 # generated images per evaluation during training
     extractor: str = "domain"     # feature extractor: domain | inception
     split: str = "test"           # real split the generated images are compared with
+
+
+@dataclass(frozen=True)
+class RegConfig:
+    """Regularisers of D (see ganforge/regularize/ and the README's toolbox table)."""
+    r1: float = 0.0               # R1 gamma on real data (Mescheder et al. 2018); 0: off
+    r1_every: int = 16            # lazy R1: every N D steps, scaled by N (Karras et al. 2020)
+    gp: float = 0.0               # WGAN-GP lambda (Gulrajani et al. 2017), usually 10; 0: off
+    spectral_norm: bool = False   # spectral normalisation of D's layers (Miyato et al. 2018)
+    label_smoothing: float = 0.0  # one-sided: D's real target 1 - s (Salimans et al. 2016)
+    instance_noise: float = 0.0   # std of Gaussian noise on D's inputs, annealed linearly to 0
+    instance_noise_steps: int = 0  # ... over this many steps (0: the whole run)
+    d_dropout: float = 0.0        # dropout in D's hidden layers
+
+
+@dataclass(frozen=True)
+class AugConfig:
+    """Augmentation: differentiable (what D sees, real and fake) and classic (real data only)."""
+    diffaug: str = ""             # DiffAugment policy, e.g. translation,cutout,color ("" : off)
+    ada: bool = False             # adaptive augmentation probability (Karras et al. 2020)
+    ada_target: float = 0.6       # ADA's target for E[sign(D(real))]
+    ada_interval: int = 4         # adjust p every N D steps
+    ada_speed: int = 500000       # images for p to move by 1
+    classic: str = ""             # dataset augmentation of real images: flip,rotation,scale,contrast,crop,noise
+
+
+@dataclass(frozen=True)
+class EMAConfig:
+    """Exponential moving average of the generator's weights (sample/eval use it by default)."""
+    half_life: float = 0.0        # in thousands of images (StyleGAN's ema_kimg); 0: off
+    warmup: float = 0.05          # half-life ramp-up: at most this fraction of the images seen
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Divergence guard: roll back to the last good checkpoint with a lower lr."""
+    enabled: bool = True
+    collapse_acc: float = 0.995   # D accuracy at/above this ...
+    window: int = 2000            # ... on every log step for this many steps = collapsed D
+    lr_factor: float = 0.5        # learning rates are multiplied by this after a rollback
+    max_rollbacks: int = 3        # then stop with an error
 
 
 @dataclass(frozen=True)
@@ -127,6 +170,10 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     cyclegan: CycleGANConfig = field(default_factory=CycleGANConfig)
     cond: CondConfig = field(default_factory=CondConfig)
+    reg: RegConfig = field(default_factory=RegConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     out: str = ""                 # run folder; empty: runs/<model>-<data>
     description: str = ""         # free text, e.g. what a preset is for
 
@@ -239,7 +286,9 @@ def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
                 raise bad from None
         raise bad
     if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):   # YAML's `compile: false` for a tri-state auto|true|false key
+            return str(value).lower()
+        if isinstance(value, (str, int, float)):
             return str(value)
         raise bad
     raise bad

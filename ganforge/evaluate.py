@@ -137,8 +137,10 @@ def evaluate_generator(G: torch.nn.Module, extractor: FeatureExtractor, real: Di
 def evaluate_run(run: str, *, metrics: Sequence[str] = DEFAULT_EVAL_METRICS, n: int = 10000,
                  extractor: str = "domain", weights: Optional[str] = None, split: str = "test",
                  seed: int = 0, which: str = "latest", device: str = "cpu",
-                 data_dir: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
-    """Score a trained run's generator against the real split of the data it trained on.
+                 data_dir: Optional[str] = None, progress: bool = True,
+                 ema: bool = True) -> Dict[str, Any]:
+    """Score a trained run's generator against the real split of the data it trained on
+    (its weight average when the run kept one, unless ``ema`` is false: ``--no-ema``).
 
     Conditional runs add class accuracy (per class) and intra-class FID; CycleGAN runs are
     scored as translations (target-class rate, cycle L1, FID of translated vs real target)."""
@@ -150,9 +152,9 @@ def evaluate_run(run: str, *, metrics: Sequence[str] = DEFAULT_EVAL_METRICS, n: 
             raise EvalError("cyclegan runs are scored with the domain evaluator (--extractor domain)")
         from ganforge.metrics.translation import evaluate_translation
         scores = evaluate_translation(run, evaluator=weights, n=min(n, 1000) if n else 1000, which=which,
-                                      device=device, data_dir=data_dir)
+                                      device=device, data_dir=data_dir, ema=ema)
         return {"run": str(run), "task": task, **scores}
-    G, st = load_generator(run, which, device)
+    G, st = load_generator(run, which, device, ema=ema)
     data = st["data"]
     cfg = st["config"]["data"]
     spec = cfg["name"]
@@ -161,12 +163,14 @@ def evaluate_run(run: str, *, metrics: Sequence[str] = DEFAULT_EVAL_METRICS, n: 
                          n=n, data_dir=data_dir or cfg.get("data_dir"), with_logits=False, progress=progress)
     scores = evaluate_generator(G, ex, real, n=n, metrics=metrics, seed=seed, device=device)
     result = {"run": str(run), "task": task, "step": st["step"], "extractor": ex.name,
+              "generator": "G_ema" if ema and "G_ema" in st["modules"] else "G",
               "real": f"{real['data']} ({split})", "n_real": real["n"], "n_fake": n, **scores}
     if task == "conditional" and extractor == "domain":
         from ganforge.metrics.conditional import evaluate_conditional
         k = int(getattr(G, "n_classes", 0) or 1)
         cond = evaluate_conditional(run, evaluator=weights, n_per_class=max(50, n // k), seed=seed,
-                                    which=which, split=split, device=device, data_dir=data_dir)
+                                    which=which, split=split, device=device, data_dir=data_dir,
+                                    ema=ema)
         result.update({k_: v for k_, v in cond.items() if k_ not in result})
     return result
 

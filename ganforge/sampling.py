@@ -13,7 +13,10 @@ from ganforge.checkpoint import CheckpointError, find_checkpoint, load_checkpoin
 from ganforge.report.images import save_grid
 
 
-def load_generator(run_or_ckpt: str | Path, which: str = "latest", device: str = "cpu") -> Tuple[torch.nn.Module, dict]:
+def load_generator(run_or_ckpt: str | Path, which: str = "latest", device: str = "cpu",
+                   ema: bool = True) -> Tuple[torch.nn.Module, dict]:
+    """The run's generator: its weight average ``G_ema`` when the run kept one (ema.half_life)
+    and ``ema`` is true (the default: ``--no-ema`` asks for the raw G), else G."""
     path = find_checkpoint(run_or_ckpt, which)
     st = load_checkpoint(path, map_location=device)
     if "specs" not in st or "G" not in st["specs"]:
@@ -22,7 +25,7 @@ def load_generator(run_or_ckpt: str | Path, which: str = "latest", device: str =
                                   f"sampling from noise; use `ganforge translate {run_or_ckpt} "
                                   f"--direction a2b INPUT --out DIR`")
         raise CheckpointError(f"'{path}' holds no generator (keys: {', '.join(st)})")
-    name = "G_ema" if "G_ema" in st["modules"] else "G"
+    name = "G_ema" if ema and "G_ema" in st["modules"] else "G"
     G = models.from_spec(st["specs"]["G"])
     G.load_state_dict(st["modules"][name])
     G.to(device).eval()
@@ -44,7 +47,8 @@ def generate(G: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 256, d
 
 
 def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
-                   which: str = "latest", device: str = "cpu", class_: Optional[str] = None) -> Path:
+                   which: str = "latest", device: str = "cpu", class_: Optional[str] = None,
+                   ema: bool = True) -> Path:
     """Write ``n`` samples as a grid image or a ``.npy`` array. ``class_`` (conditional runs
     only): a class name or index, or ``all`` for one labelled row per class; see
     :func:`sample_conditional`."""
@@ -54,7 +58,7 @@ def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png"
     suffix = out.suffix.lower()
     if suffix not in (".png", ".jpg", ".jpeg", ".npy"):
         raise CheckpointError(f"--out '{out}': use a .png/.jpg file for a grid or .npy for an array")
-    G, st = load_generator(run, which, device)
+    G, st = load_generator(run, which, device, ema=ema)
     if getattr(G, "n_classes", 0):      # a class-conditional generator (--task conditional)
         return sample_conditional(G, st, n=n, out=out, seed=seed, device=device, class_=class_)
     if class_ is not None:

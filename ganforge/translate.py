@@ -38,9 +38,10 @@ RUN_INPUTS = ("run:test", "run:train")
 
 
 # --------------------------------------------------------------------------- the networks
-def load_translators(run: str | Path, which: str = "latest", device: str | torch.device = "cpu"
-                     ) -> Tuple[torch.nn.Module, torch.nn.Module, Dict]:
-    """``(G_AB, G_BA, checkpoint)`` rebuilt from a cyclegan run folder or checkpoint file."""
+def load_translators(run: str | Path, which: str = "latest", device: str | torch.device = "cpu",
+                     ema: bool = True) -> Tuple[torch.nn.Module, torch.nn.Module, Dict]:
+    """``(G_AB, G_BA, checkpoint)`` rebuilt from a cyclegan run folder or checkpoint file
+    (their weight averages ``G_AB_ema``/``G_BA_ema`` when the run kept them and ``ema``)."""
     path = find_checkpoint(run, which)
     st = load_checkpoint(path, map_location="cpu")
     specs = st.get("specs", {})
@@ -51,7 +52,8 @@ def load_translators(run: str | Path, which: str = "latest", device: str | torch
     nets = []
     for name in ("G_AB", "G_BA"):
         g = models.from_spec(specs[name])
-        g.load_state_dict(st["modules"][name])
+        avg = f"{name}_ema"
+        g.load_state_dict(st["modules"][avg if ema and avg in st["modules"] else name])
         nets.append(g.to(device).eval())
     return nets[0], nets[1], st
 
@@ -196,12 +198,12 @@ def write_grid(inputs: torch.Tensor, translated: torch.Tensor, reconstructed: to
 def translate_to_dir(run: str | Path, input_spec: str, out: str | Path, *, direction: str = "a2b",
                      grid: bool = False, grid_max: int = 64, limit: int = 0, which: str = "latest",
                      device: str = "cpu", batch_size: int = 64,
-                     data_dir: Optional[str] = None) -> Dict[str, object]:
+                     data_dir: Optional[str] = None, ema: bool = True) -> Dict[str, object]:
     """Translate ``input_spec`` with the run's generators and write the results to ``out``.
     Returns ``{"n": count, "out": dir, "grid": path or None}``."""
     if direction not in DIRECTIONS:
         raise DataError(f"--direction '{direction}': use a2b or b2a")
-    G_AB, G_BA, st = load_translators(run, which, device)
+    G_AB, G_BA, st = load_translators(run, which, device, ema=ema)
     x, names, root = load_inputs(input_spec, st, direction, limit=limit, data_dir=data_dir)
     out = Path(out).expanduser()
     if root is not None and out.resolve() == root.resolve():
@@ -223,7 +225,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     res = translate_to_dir(args.run, args.input, args.out, direction=args.direction,
                            grid=args.grid, grid_max=args.grid_max, limit=args.limit,
                            which=args.checkpoint, device=args.device, batch_size=args.batch_size,
-                           data_dir=args.data_dir)
+                           data_dir=args.data_dir, ema=not args.no_ema)
     print(f"translated {res['n']} image(s) ({args.direction}) into {res['out']}"
           + (f"; grid: {res['grid']}" if res["grid"] else ""))
     return 0
@@ -248,6 +250,8 @@ def add_translate_parser(subparsers) -> argparse.ArgumentParser:
                    help="images shown in the grid (default 64)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="translate at most N images")
     p.add_argument("--checkpoint", default="latest", help="latest (default) or best")
+    p.add_argument("--no-ema", action="store_true",
+                   help="use the raw generators, not their weight averages (runs with ema.half_life)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", help="where named datasets are stored")

@@ -268,22 +268,24 @@ class TwoDomainLoader:
 
     def __init__(self, images_a: torch.Tensor, images_b: torch.Tensor, *, batch_size: int,
                  seed: int = 0, device: torch.device | str = "cpu", channels_last: bool = False,
-                 crop: int = 0, flip: bool = False, names: Tuple[str, str] = ("A", "B")):
+                 crop: int = 0, flip: bool = False, names: Tuple[str, str] = ("A", "B"),
+                 rank: int = 0, world_size: int = 1):
         from ganforge.data.batching import BatchLoader
         loaders = []
         for k, (imgs, name) in enumerate(zip((images_a, images_b), names)):
-            if batch_size > imgs.shape[0]:
-                raise DataError(f"--batch-size {batch_size} is larger than domain {name} "
+            if batch_size * world_size > imgs.shape[0]:
+                raise DataError(f"--batch-size {batch_size * world_size} is larger than domain {name} "
                                 f"({imgs.shape[0]} images); use a batch size of at most "
                                 f"{imgs.shape[0]}")
             # Each domain has its own shuffle stream (seed, seed + 1): unpaired by construction.
             loaders.append(BatchLoader(imgs, None, batch_size=batch_size, seed=seed + k,
-                                       device=device, channels_last=False))
+                                       device=device, channels_last=False, rank=rank,
+                                       world_size=world_size))
         self.a, self.b = loaders
         self.batch_size = batch_size
         self.channels_last = channels_last
         self.crop, self.flip = int(crop), bool(flip)
-        self.aug_gen = torch.Generator().manual_seed(seed + 2)
+        self.aug_gen = torch.Generator().manual_seed(seed + 2 + 1000 * rank)
         # The epoch counter follows the larger domain (one epoch = one pass over it).
         self._main = self.a if self.a.n >= self.b.n else self.b
 

@@ -86,7 +86,7 @@ def conditional_scores(fake_feats: torch.Tensor, fake_pred: torch.Tensor, fake_l
 def evaluate_conditional(run_dir: Union[str, Path], evaluator=None, n_per_class: int = 1000, *,
                          seed: int = 0, which: str = "latest", split: str = "test",
                          device: str = "cpu", data_dir: Optional[str] = None,
-                         progress: bool = False) -> Dict[str, Any]:
+                         progress: bool = False, ema: bool = True) -> Dict[str, Any]:
     """Class accuracy, per-class table, intra-class FID and FID of a conditional run.
 
     ``evaluator``: None (the stored domain evaluator of the run's dataset, at the run's image
@@ -104,7 +104,7 @@ def evaluate_conditional(run_dir: Union[str, Path], evaluator=None, n_per_class:
 
     if n_per_class < 2:
         raise _error(f"n_per_class={n_per_class}: need at least 2 images per class for a FID")
-    G, st = load_generator(run_dir, which, device)
+    G, st = load_generator(run_dir, which, device, ema=ema)
     k = int(getattr(G, "n_classes", 0))
     if not k:
         raise _error(f"'{run_dir}' holds an unconditional generator; class accuracy and "

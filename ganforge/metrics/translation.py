@@ -68,7 +68,8 @@ def _class_index(evaluator, spec: str) -> Optional[int]:
 @torch.no_grad()
 def evaluate_translation(run_dir: str | Path, evaluator: Any = None, n: int = 1000, *,
                          which: str = "latest", device: str | torch.device = "cpu",
-                         batch_size: int = 250, data_dir: Optional[str] = None) -> Dict[str, float]:
+                         batch_size: int = 250, data_dir: Optional[str] = None,
+                         ema: bool = True) -> Dict[str, float]:
     """Score the cyclegan run ``run_dir`` on up to ``n`` test images per domain (the first n,
     so repeated calls agree). ``evaluator``: None (find the stored domain evaluator of the
     domains' dataset), a dataset spec or evaluator file path, or an object with
@@ -78,7 +79,7 @@ def evaluate_translation(run_dir: str | Path, evaluator: Any = None, n: int = 10
     ``real_b_rate``, ``fid_a2b``, ``fid_b2a``, ``fid_real_a_vs_b``."""
     from ganforge.metrics.fid import fid_from_features
     from ganforge.translate import load_run_domain, load_translators, run_domain_spec, translate_tensor
-    G_AB, G_BA, st = load_translators(run_dir, which, device)
+    G_AB, G_BA, st = load_translators(run_dir, which, device, ema=ema)
     spec_a, spec_b = run_domain_spec(st, "a"), run_domain_spec(st, "b")
     xa_u8, _ = load_run_domain(st, "a", "test", limit=n, data_dir=data_dir)
     xb_u8, _ = load_run_domain(st, "b", "test", limit=n, data_dir=data_dir)

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ganforge.distributed import SINGLE
 from ganforge.registry import Registry
 
 TASKS = Registry("task")
@@ -23,7 +24,9 @@ class Phase:
 
     ``repeat`` runs the phase that many times per training step (k D steps per G step);
     ``every`` runs it only on steps divisible by it (lazy regularisation);
-    ``new_batch`` draws a fresh real batch for each run of the phase (False: reuse the last).
+    ``new_batch`` draws a fresh real batch for each run of the phase (False: reuse the last);
+    ``uses`` names modules the phase's loss runs through without training them (D inside G's
+    loss): under DDP their gradient synchronisation is suspended during the phase.
     """
     name: str
     modules: Tuple[str, ...]
@@ -32,6 +35,7 @@ class Phase:
     repeat: int = 1
     every: int = 1
     new_batch: bool = True
+    uses: Tuple[str, ...] = ()
 
 
 Batch = Tuple[torch.Tensor, Optional[torch.Tensor]]
@@ -59,6 +63,12 @@ class Task:
 
     #: names of the logged statistics shown in the progress bar, in order
     progress_keys: Tuple[str, ...] = ()
+    #: generators whose weights the trainer averages (``ema.half_life``) into ``<name>_ema``
+    ema_sources: Tuple[str, ...] = ()
+    #: discriminators (what ``train.freeze_d`` freezes and ``reg.*`` regularises)
+    discriminators: Tuple[str, ...] = ()
+    #: this process's place in a torchrun job (set by the trainer; one process by default)
+    dist = SINGLE
 
     @classmethod
     def load_data(cls, cfg) -> Any:
@@ -88,6 +98,15 @@ class Task:
 
     def __init__(self) -> None:
         self.modules: Dict[str, nn.Module] = {}
+
+    def ema_or(self, name: str) -> nn.Module:
+        """``<name>_ema`` when the trainer keeps an average of ``name`` (the better generator for
+        pictures), else ``name`` itself."""
+        return self.modules.get(f"{name}_ema", self.modules[name])
+
+    def set_total_steps(self, n: int) -> None:
+        """Told once by the trainer: the run's length in steps (for schedules such as the
+        instance-noise anneal)."""
 
     def bind_data(self, data: Any) -> None:
         """Called once by the trainer with the loaded data (what ``load_data`` returned),

@@ -55,13 +55,13 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from ganforge import losses as losses_mod
 from ganforge import models
 from ganforge.config import ConfigError
 from ganforge.data.base import DataError
-from ganforge.losses import d_prob
+from ganforge.distributed import SINGLE, DistInfo, local_slice
+from ganforge.losses import LOSSES, d_prob
 from ganforge.tasks import TASKS, Batch, DataInfo
-from ganforge.tasks.gan import GANTask
+from ganforge.tasks.gan import GANTask, build_d
 
 CLASS_WEIGHTS = ("none", "inverse")
 #: Up to this many classes the progress grid is K x K with row c showing class c.
@@ -77,19 +77,14 @@ def mismatched_labels(y: torch.Tensor, n_classes: int, generator: torch.Generato
 
 def fake_half(objective, logits: torch.Tensor) -> torch.Tensor:
     """The "fake" half ``B`` of ``objective.d_loss = A(real) + B(fake)``: what D minimises on a
-    negative. A loss may provide it as ``d_fake(logits)``; the log losses' is
-    ``-log(1 - D) = softplus(l)`` and least squares' is ``D^2``."""
+    negative (each loss's ``d_fake``; e.g. ``softplus(l)`` for the log losses, ``l^2`` for
+    least squares). The relativistic loss compares real with fake and has no such half."""
     own = getattr(objective, "d_fake", None)
     if callable(own):
         return own(logits)
-    if isinstance(objective, losses_mod._SaturatingDLoss):
-        return F.softplus(logits.float()).mean()
-    lsq = getattr(losses_mod, "LeastSquaresLoss", None)
-    if lsq is not None and isinstance(objective, lsq):
-        return logits.float().square().mean()
-    raise ConfigError(f"cond.matching_weight: the loss {type(objective).__name__} does not say "
-                      f"what its fake half is (give it a d_fake(logits) method); use "
-                      f"train.loss=nonsaturating, minimax or lsgan")
+    raise ConfigError(f"cond.matching_weight: the loss {type(objective).__name__} has no separate "
+                      f"fake half (d_fake); use train.loss=nonsaturating, minimax, lsgan, hinge or "
+                      f"wasserstein, or cond.matching_weight=0")
 
 
 def weighted_d_loss(objective, real_logits: torch.Tensor, fake_logits: torch.Tensor,
@@ -143,7 +138,7 @@ class ConditionalGANTask(GANTask):
 
     # ------------------------------------------------------------------ construction
     def __init__(self, cfg, *, img_size: int, channels: int, device: torch.device,
-                 n_classes: int = 0, seed: int = 0):
+                 n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE):
         from ganforge.models.conditional import recipe
         c = cfg.cond
         if n_classes < 2:
@@ -161,12 +156,16 @@ class ConditionalGANTask(GANTask):
                               "imbalance (resampling vs loss weights); choose one")
         if c.matching_weight < 0 or c.ac_weight < 0:
             raise ConfigError("cond.matching_weight and cond.ac_weight must be >= 0")
+        if c.class_weights != "none" and LOSSES.get(cfg.train.loss).g_needs_real:
+            raise ConfigError(f"cond.class_weights={c.class_weights} weights each real image's loss, "
+                              f"but train.loss={cfg.train.loss} compares each image with the batch "
+                              f"average; use cond.balance instead, or another loss")
         if c.matching_weight > 0 and self.d_cond == "acgan":
             raise ConfigError("cond.matching_weight needs a D whose real/fake score sees the "
                               "label (concat, cbn or projection); AC-GAN's does not")
         self.n_classes = n_classes
         super().__init__(cfg, img_size=img_size, channels=channels, device=device,
-                         n_classes=n_classes, seed=seed)
+                         n_classes=n_classes, seed=seed, dist=dist)
         self.matching_weight = float(c.matching_weight)
         self.ac_weight = float(c.ac_weight)
         self.ac_fake = bool(c.ac_fake)
@@ -186,8 +185,8 @@ class ConditionalGANTask(GANTask):
         G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim,
                          width=m.g_width, n_classes=n_classes, cond=self.g_cond,
                          embed_dim=c.embed_dim)
-        D = models.build("D", m.name, img_size=img_size, channels=channels, width=m.d_width,
-                         n_classes=n_classes, cond=self.d_cond, embed_dim=c.embed_dim)
+        D = build_d(self.cfg, m.name, img_size=img_size, channels=channels, width=m.d_width,
+                    n_classes=n_classes, cond=self.d_cond, embed_dim=c.embed_dim)
         return G, D
 
     def bind_data(self, data: Any) -> None:
@@ -208,7 +207,10 @@ class ConditionalGANTask(GANTask):
 
     # ------------------------------------------------------------------ labels
     def sample_labels(self, n: int) -> torch.Tensor:
-        return torch.multinomial(self.label_probs, n, replacement=True, generator=self.label_gen)
+        """Labels for ``n`` generated images (this process's rows of a global draw, as for z)."""
+        ws = self.dist.world_size
+        y = torch.multinomial(self.label_probs, n * ws, replacement=True, generator=self.label_gen)
+        return y if ws == 1 else y[local_slice(n, self.dist)]
 
     # ------------------------------------------------------------------ losses
     def loss(self, phase: str, batch: Batch, *, last_repeat: bool = True
@@ -220,7 +222,8 @@ class ConditionalGANTask(GANTask):
         raise KeyError(phase)
 
     def _d_loss(self, batch: Batch, last_repeat: bool):
-        real, y = batch[0], batch[1]
+        tb = self.toolbox
+        real, y = tb.real(batch[0]), batch[1]
         if y is None:
             raise DataError("--task conditional got a batch without labels")
         n = real.shape[0]
@@ -234,8 +237,9 @@ class ConditionalGANTask(GANTask):
         else:
             with torch.no_grad():
                 fake_in = self.G(z, yf)
-        real_logits, real_cls = self.D.logits_and_classes(real, y)
-        fake_logits, fake_cls = self.D.logits_and_classes(fake_in, yf)
+        real_v, fake_v = tb.view(real), tb.view(fake_in)
+        real_logits, real_cls = self.D(real_v, y, with_classes=True)
+        fake_logits, fake_cls = self.D(fake_v, yf, with_classes=True)
         w = self.class_weight[y] if self.class_weight is not None else None
         if w is None:
             loss = self.objective.d_loss(real_logits, fake_logits)
@@ -244,7 +248,7 @@ class ConditionalGANTask(GANTask):
         logs = {"D(x)": d_prob(real_logits.detach()), "D(G(z))": d_prob(fake_logits.detach())}
         if self.matching_weight > 0:
             wrong = mismatched_labels(y, self.n_classes, self.label_gen)
-            mis_logits = self.D(real, wrong)
+            mis_logits = self.D(real_v, wrong)
             match = fake_half(self.objective, mis_logits)
             loss = loss + self.matching_weight * match
             logs["loss_D_match"] = match.detach()
@@ -257,6 +261,11 @@ class ConditionalGANTask(GANTask):
             loss = loss + self.ac_weight * ce
             logs["loss_D_cls"] = ce.detach()
             logs["acc_D_cls"] = (real_cls.detach().argmax(1) == y).float().mean()
+        extra, more = tb.d_extra(real, real_logits, fake_in, fake_logits,
+                                 critic=lambda x: self.D(x, y))
+        if extra is not None:
+            loss = loss + extra
+        logs.update(more)
         logs["loss_D"] = loss.detach()
         return loss, logs
 
@@ -267,8 +276,13 @@ class ConditionalGANTask(GANTask):
             yf = self.sample_labels(self.batch_size)
             fake = self.G(self.noise(self.batch_size), yf)
         self._fake = self._fake_y = None
-        logits, cls = self.D.logits_and_classes(fake, yf)
-        loss = self.objective.g_loss(logits)
+        tb = self.toolbox
+        logits, cls = self.D(tb.view(fake), yf, with_classes=True)
+        real_logits = None
+        if self.objective.g_needs_real:      # relativistic: compare with D on real data
+            with torch.no_grad():
+                real_logits = self.D(tb.view(batch[0]), batch[1])
+        loss = self.objective.g_loss(logits, real_logits)
         logs = {}
         if cls is not None:
             ce = F.cross_entropy(cls.float(), yf)
@@ -290,12 +304,13 @@ class ConditionalGANTask(GANTask):
 
     @torch.no_grad()
     def render(self, fixed: Dict[str, torch.Tensor]) -> torch.Tensor:
-        was = self.G.training
-        self.G.eval()
+        G = self.ema_or("G")
+        was = G.training
+        G.eval()
         try:
-            return self.G(fixed["z"], fixed["y"]).float()
+            return G(fixed["z"], fixed["y"]).float()
         finally:
-            self.G.train(was)
+            G.train(was)
 
     def state_dict(self) -> Dict[str, Any]:
         st = super().state_dict()

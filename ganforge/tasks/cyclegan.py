@@ -53,9 +53,11 @@ import torch.nn.functional as F
 
 from ganforge import models
 from ganforge.config import ConfigError
-from ganforge.losses import LOSSES
+from ganforge.distributed import SINGLE, DistInfo
 from ganforge.regularize.image_pool import ImagePool
+from ganforge.regularize.toolbox import DToolbox
 from ganforge.tasks import TASKS, Batch, DataInfo, Phase, Task
+from ganforge.tasks.gan import build_d, build_objective
 
 #: At most this many fixed test images per domain in the progress grid.
 MAX_FIXED_PER_DOMAIN = 16
@@ -65,6 +67,8 @@ GRID_COLUMNS = 8
 @TASKS.register("cyclegan", help="CycleGAN: unpaired image-to-image translation between "
                                  "two domains (--domain-a, --domain-b)")
 class CycleGANTask(Task):
+    ema_sources = ("G_AB", "G_BA")
+    discriminators = ("D_A", "D_B")
     progress_keys = ("loss_D_X", "loss_D_Y", "loss_G", "loss_cycle", "loss_identity")
 
     # ------------------------------------------------------------------ data
@@ -92,12 +96,11 @@ class CycleGANTask(Task):
     @classmethod
     def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
         from ganforge.data.domains import TwoDomainLoader
-        if world_size != 1:
-            raise ConfigError("the cyclegan task does not support multi-process training yet")
         t, c = cfg.train, cfg.cyclegan
         return TwoDomainLoader(data.a.images, data.b.images, batch_size=t.batch_size,
                                seed=t.seed, device=device, channels_last=t.channels_last,
-                               crop=c.crop, flip=c.flip, names=(data.a.name, data.b.name))
+                               crop=c.crop, flip=c.flip, names=(data.a.name, data.b.name),
+                               rank=rank, world_size=world_size)
 
     @classmethod
     def run_label(cls, cfg) -> str:
@@ -105,8 +108,9 @@ class CycleGANTask(Task):
 
     # ------------------------------------------------------------------ networks
     def __init__(self, cfg, *, img_size: int, channels: int, device: torch.device,
-                 n_classes: int = 0, seed: int = 0):
+                 n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE):
         super().__init__()
+        self.dist = dist
         c, m, t = cfg.cyclegan, cfg.model, cfg.train
         if t.d_steps != 1:
             raise ConfigError(f"train.d_steps={t.d_steps}: the cyclegan task alternates one "
@@ -127,10 +131,15 @@ class CycleGANTask(Task):
         self.modules = {
             "G_AB": models.build("G", c.generator, **gkw).to(device),      # paper G: X -> Y
             "G_BA": models.build("G", c.generator, **gkw).to(device),      # paper F: Y -> X
-            "D_A": models.build("D", c.discriminator, **dkw).to(device),   # paper D_X
-            "D_B": models.build("D", c.discriminator, **dkw).to(device),   # paper D_Y
+            "D_A": build_d(cfg, c.discriminator, **dkw).to(device),        # paper D_X
+            "D_B": build_d(cfg, c.discriminator, **dkw).to(device),        # paper D_Y
         }
-        self.objective = LOSSES.build(c.adv_loss)
+        self.objective = build_objective(c.adv_loss, cfg.reg.label_smoothing)
+        # One toolbox per discriminator: each has its own augmentation stream and ADA p.
+        self.toolboxes = {d: DToolbox(cfg, device=device, seed=seed + 100 * k, dist=dist)
+                          for k, d in enumerate(self.discriminators)}
+        for d, tb in self.toolboxes.items():
+            tb.check_discriminator(self.modules[d], d)
         if self.objective.g_needs_real:
             raise ConfigError(f"cyclegan.adv_loss='{c.adv_loss}' needs D on real data in the "
                               f"G phase, which this task does not do; use lsgan or nonsaturating")
@@ -162,7 +171,7 @@ class CycleGANTask(Task):
     def phases(self) -> List[Phase]:
         t = self.cfg.train
         betas = (t.beta1, t.beta2)
-        return [Phase("G", ("G_AB", "G_BA"), lr=t.lr_g, betas=betas),
+        return [Phase("G", ("G_AB", "G_BA"), lr=t.lr_g, betas=betas, uses=self.discriminators),
                 Phase("D", ("D_A", "D_B"), lr=t.lr_d, betas=betas, new_batch=False)]
 
     # ------------------------------------------------------------------ losses
@@ -179,7 +188,9 @@ class CycleGANTask(Task):
             fake_b, fake_a = self.G_AB(real_a), self.G_BA(real_b)
         rec_a = self.G_BA(fake_b)            # F(G(x))
         rec_b = self.G_AB(fake_a)            # G(F(y))
-        adv = self.objective.g_loss(self.D_B(fake_b)) + self.objective.g_loss(self.D_A(fake_a))
+        tb = self.toolboxes
+        adv = (self.objective.g_loss(self.D_B(tb["D_B"].view(fake_b)))
+               + self.objective.g_loss(self.D_A(tb["D_A"].view(fake_a))))
         cycle = cycle_l1(rec_a, real_a) + cycle_l1(rec_b, real_b)
         loss = adv + self.lambda_cyc * cycle
         logs = {"loss_G_adv": adv.detach(), "loss_cycle": cycle.detach()}
@@ -199,10 +210,20 @@ class CycleGANTask(Task):
         fake_a = self.pool_a.query(self._fake_a)
         fake_b = self.pool_b.query(self._fake_b)
         self._fake_a = self._fake_b = None
-        # The paper's ½: "we divide the objective by 2 while optimizing D".
-        loss_a = 0.5 * self.objective.d_loss(*run_stacked(self.D_A, real_a, fake_a))
-        loss_b = 0.5 * self.objective.d_loss(*run_stacked(self.D_B, real_b, fake_b))
-        return loss_a + loss_b, {"loss_D_X": loss_a.detach(), "loss_D_Y": loss_b.detach()}
+        total, logs, extras = 0.0, {}, []
+        for d, key, real, fake in (("D_A", "loss_D_X", real_a, fake_a), ("D_B", "loss_D_Y", real_b, fake_b)):
+            tb, D = self.toolboxes[d], self.modules[d]
+            real = tb.real(real)
+            real_logits, fake_logits = run_stacked(D, tb.view(real), tb.view(fake))
+            # The paper's ½: "we divide the objective by 2 while optimizing D".
+            loss = 0.5 * self.objective.d_loss(real_logits, fake_logits)
+            extra, more = tb.d_extra(real, real_logits, fake, fake_logits, critic=D)
+            total = total + loss + (extra if extra is not None else 0.0)
+            logs[key] = loss.detach()
+            extras.append(more)
+        for k in extras[0]:      # both discriminators' statistics, averaged (acc_D for the guard)
+            logs[k] = (extras[0][k] + extras[1][k]) / 2
+        return total, logs
 
     def loss(self, phase: str, batch: Batch, *, last_repeat: bool = True
              ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -232,7 +253,8 @@ class CycleGANTask(Task):
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "a2b") -> Tuple[torch.Tensor, torch.Tensor]:
         """(translated, reconstructed) for images of the source domain of ``direction``."""
-        fwd, back = (self.G_AB, self.G_BA) if direction == "a2b" else (self.G_BA, self.G_AB)
+        g_ab, g_ba = self.ema_or("G_AB"), self.ema_or("G_BA")
+        fwd, back = (g_ab, g_ba) if direction == "a2b" else (g_ba, g_ab)
         y = fwd(x)
         return y, back(y)
 
@@ -248,11 +270,18 @@ class CycleGANTask(Task):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, Any]:
-        return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
+        return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict(),
+                "toolboxes": {d: tb.state_dict() for d, tb in self.toolboxes.items()}}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.pool_a.load_state_dict(state["pool_a"], device=self.device)
         self.pool_b.load_state_dict(state["pool_b"], device=self.device)
+        for d, tb in self.toolboxes.items():
+            tb.load_state_dict(state.get("toolboxes", {}).get(d))
+
+    def set_total_steps(self, n: int) -> None:
+        for tb in self.toolboxes.values():
+            tb.total_steps = n
 
 
 def run_stacked(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor

@@ -16,17 +16,23 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from ganforge import models
+from ganforge.config import ConfigError
+from ganforge.distributed import SINGLE, DistInfo, local_slice
 from ganforge.losses import LOSSES, d_prob
+from ganforge.regularize.toolbox import DToolbox
 from ganforge.tasks import TASKS, Batch, Phase, Task
 
 
 @TASKS.register("gan", help="unconditional GAN: G(z) vs D(x)")
 class GANTask(Task):
     progress_keys = ("loss_D", "loss_G", "D(x)", "D(G(z))")
+    ema_sources = ("G",)
+    discriminators = ("D",)
 
     def __init__(self, cfg, *, img_size: int, channels: int, device: torch.device,
-                 n_classes: int = 0, seed: int = 0):
+                 n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE):
         super().__init__()
+        self.dist = dist
         m, t = cfg.model, cfg.train
         self.cfg = cfg
         self.device = device
@@ -34,7 +40,9 @@ class GANTask(Task):
         self.batch_size = t.batch_size
         G, D = self.build_networks(img_size=img_size, channels=channels, n_classes=n_classes)
         self.modules = {"G": G.to(device), "D": D.to(device)}
-        self.objective = LOSSES.build(t.loss)
+        self.objective = build_objective(t.loss, cfg.reg.label_smoothing)
+        self.toolbox = DToolbox(cfg, device=device, seed=seed, dist=self.dist)
+        self.toolbox.check_discriminator(D)
         # The task's own noise stream, separate from torch's global RNG and checkpointed.
         self.noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
         self._fake: Optional[torch.Tensor] = None
@@ -48,7 +56,7 @@ class GANTask(Task):
         """(G, D) for this task; the conditional task overrides this with G(z, y), D(x, y)."""
         m = self.cfg.model
         G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim, width=m.g_width)
-        D = models.build("D", m.name, img_size=img_size, channels=channels, width=m.d_width)
+        D = build_d(self.cfg, m.name, img_size=img_size, channels=channels, width=m.d_width)
         return G, D
 
     @property
@@ -63,14 +71,22 @@ class GANTask(Task):
         t = self.cfg.train
         betas = (t.beta1, t.beta2)
         return [Phase("D", ("D",), lr=t.lr_d, betas=betas, repeat=t.d_steps),
-                Phase("G", ("G",), lr=t.lr_g, betas=betas, new_batch=False)]
+                Phase("G", ("G",), lr=t.lr_g, betas=betas, new_batch=False, uses=("D",))]
+
+    def set_total_steps(self, n: int) -> None:
+        self.toolbox.total_steps = n
 
     def noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.z_dim, device=self.device, generator=self.noise_gen)
+        """``n`` noise vectors. Under DDP, this process's rows of one draw for the global batch,
+        so N processes see exactly the noise one process would (ganforge/distributed.py)."""
+        ws = self.dist.world_size
+        z = torch.randn(n * ws, self.z_dim, device=self.device, generator=self.noise_gen)
+        return z if ws == 1 else z[local_slice(n, self.dist)]
 
     def loss(self, phase: str, batch: Batch, *, last_repeat: bool = True) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        tb = self.toolbox
         if phase == "D":
-            real = batch[0]
+            real = tb.real(batch[0])
             z = self.noise(real.shape[0])
             if last_repeat:
                 fake = self.G(z)                 # keep the graph for the G phase
@@ -79,20 +95,29 @@ class GANTask(Task):
             else:
                 with torch.no_grad():
                     fake_in = self.G(z)
+            real_v, fake_v = tb.view(real), tb.view(fake_in)
             if self._joint_d:   # one D call on [real; fake]: same maths without BatchNorm
-                logits = self.D(torch.cat([real, fake_in]))
+                logits = self.D(torch.cat([real_v, fake_v]))
                 real_logits, fake_logits = logits[:real.shape[0]], logits[real.shape[0]:]
             else:
-                real_logits = self.D(real)
-                fake_logits = self.D(fake_in)
+                real_logits = self.D(real_v)
+                fake_logits = self.D(fake_v)
             loss = self.objective.d_loss(real_logits, fake_logits)
-            return loss, {"loss_D": loss.detach(), "D(x)": d_prob(real_logits.detach()),
-                          "D(G(z))": d_prob(fake_logits.detach())}
+            logs = {"loss_D": loss.detach(), "D(x)": d_prob(real_logits.detach()),
+                    "D(G(z))": d_prob(fake_logits.detach())}
+            extra, more = tb.d_extra(real, real_logits, fake_in, fake_logits, critic=self.D)
+            if extra is not None:
+                loss = loss + extra
+            return loss, {**logs, **more}
         if phase == "G":
             fake = self._fake if self._fake is not None else self.G(self.noise(self.batch_size))
             self._fake = None
-            fake_logits = self.D(fake)
-            loss = self.objective.g_loss(fake_logits)
+            fake_logits = self.D(tb.view(fake))
+            real_logits = None
+            if self.objective.g_needs_real:      # relativistic: G compares with D on real data
+                with torch.no_grad():
+                    real_logits = self.D(tb.view(batch[0]))
+            loss = self.objective.g_loss(fake_logits, real_logits)
             return loss, {"loss_G": loss.detach()}
         raise KeyError(phase)
 
@@ -101,15 +126,45 @@ class GANTask(Task):
 
     @torch.no_grad()
     def render(self, fixed: Dict[str, torch.Tensor]) -> torch.Tensor:
-        was = self.G.training
-        self.G.eval()
+        G = self.ema_or("G")
+        was = G.training
+        G.eval()
         try:
-            return self.G(fixed["z"]).float()
+            return G(fixed["z"]).float()
         finally:
-            self.G.train(was)
+            G.train(was)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"noise_gen": self.noise_gen.get_state()}
+        return {"noise_gen": self.noise_gen.get_state(), "toolbox": self.toolbox.state_dict()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.noise_gen.set_state(state["noise_gen"])
+        self.toolbox.load_state_dict(state.get("toolbox"))
+
+
+def build_objective(name: str, label_smoothing: float = 0.0):
+    """The adversarial loss ``name`` (train.loss / cyclegan.adv_loss) with one-sided label
+    smoothing (reg.label_smoothing); a bad combination is a config error."""
+    try:
+        return LOSSES.build(name, **({"label_smoothing": label_smoothing} if label_smoothing else {}))
+    except ValueError as e:
+        raise ConfigError(f"train.loss={name}, reg.label_smoothing={label_smoothing}: {e}") from None
+
+
+def build_d(cfg, name: str, **kwargs):
+    """A discriminator with the config's spectral norm and dropout (reg.spectral_norm,
+    reg.d_dropout), shared by every task."""
+    r = cfg.reg
+    if r.spectral_norm:
+        kwargs["spectral_norm"] = True
+    if r.d_dropout:
+        if not 0 < r.d_dropout < 1:
+            raise ConfigError(f"reg.d_dropout={r.d_dropout}: use a probability in [0, 1)")
+        kwargs["dropout"] = float(r.d_dropout)
+    try:
+        return models.build("D", name, **kwargs)
+    except TypeError as e:
+        if "dropout" in str(e):
+            raise ConfigError(f"reg.d_dropout: the '{name}' discriminator has no dropout option; "
+                              f"use reg.d_dropout=0 or another model") from None
+        raise
