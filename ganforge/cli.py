@@ -248,6 +248,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("\nganforge: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:
+        from ganforge.trainer import TrainingDiverged
+        if not isinstance(e, TrainingDiverged):
+            raise
+        print(f"ganforge {args.command}: training diverged: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

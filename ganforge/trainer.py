@@ -12,6 +12,14 @@ training GIF, checkpoints, resume, and clean interruption (Ctrl-C / SIGTERM save
 
 Host synchronisation is kept out of the hot loop: per-step statistics stay on the device and
 are summed there; they are read back (``.item()``) only every ``log.log_every`` steps.
+
+Also here, because they are about *when*: the weight average of the generators (``ema.*``,
+updated after every step into ``<name>_ema`` modules that no phase trains), transfer learning
+at start-up (``train.init_from``, ``train.freeze_d``: ganforge/transfer.py), the divergence
+guard (``guard.*``: non-finite statistics or weights, or a D whose accuracy stays pinned,
+roll the run back to its last good checkpoint with lower learning rates), and multi-process
+training under torchrun (ganforge/distributed.py: each trained module in its own DDP, only
+rank 0 writes).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ganforge.checkpoint import CheckpointError, load_checkpoint
-from ganforge.config import Config
+from ganforge.config import Config, ConfigError
 from ganforge.data import ImageDataset
 from ganforge.trainer import Trainer
 
@@ -152,6 +152,17 @@ def test_amp_and_compile_flags_harmless_on_cpu(tmp_path):
     assert all(p.dtype == torch.float32 for p in tr.task.G.parameters())
     tr2 = Trainer(tiny_cfg(tmp_path / "fp16", **{"train.amp": "fp16", "train.steps": 1}), dataset=blobs(), quiet=True)
     assert tr2.amp_dtype is None   # fp16 autocast is a CUDA feature here
+
+
+def test_gpu_defaults_resolve_to_plain_fp32_on_cpu(tmp_path):
+    """train.amp=auto and train.compile=auto (the defaults) mean bf16 + compile on CUDA and
+    plain float32, uncompiled, on a CPU; unknown values are refused, naming the key."""
+    tr = Trainer(tiny_cfg(tmp_path), dataset=blobs(), quiet=True)
+    assert tr.cfg.train.amp == "auto" and tr.cfg.train.compile == "auto"
+    assert tr.amp_dtype is None and not tr._train_modules and not tr.scalers
+    for key, bad in (("train.amp", "fp8"), ("train.compile", "maybe")):
+        with pytest.raises(ConfigError, match=key):
+            Trainer(tiny_cfg(tmp_path / key, **{key: bad}), dataset=blobs(), quiet=True)
 
 
 def test_batch_larger_than_dataset_is_a_clear_error(tmp_path):
