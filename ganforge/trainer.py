@@ -242,6 +242,7 @@ class Trainer:
         self.elapsed = 0.0       # training seconds over all sessions of this run
         self.sample_frames: List[str] = []
         self._acc: Dict[str, torch.Tensor] = {}
+        self._acc_count: Dict[str, int] = {}    # steps that produced each statistic
         self._acc_n = 0
         self._tb = None
         self._best_fid: Optional[float] = None
@@ -528,7 +529,7 @@ class Trainer:
             s.base_lrs = [b * g.lr_factor for b in s.base_lrs]
             for group, lam_lr in zip(o.param_groups, s.base_lrs):
                 group["lr"] = lam_lr * self._lr_lambda(s.last_epoch)
-        self._acc, self._acc_n = {}, 0
+        self._acc, self._acc_count, self._acc_n = {}, {}, 0
         self._collapse_since = None
         self._note(f"guard: {reason}; rolled back to step {self.step_count} ({where}) with learning "
                    f"rates x{g.lr_factor} (now x{self.lr_scale:g}); rollback {self.rollbacks} of "
@@ -578,6 +579,7 @@ class Trainer:
                     stats = self.step()
                     for k, v in stats.items():
                         self._acc[k] = self._acc[k] + v if k in self._acc else v.clone()
+                        self._acc_count[k] = self._acc_count.get(k, 0) + 1
                     self._acc_n += 1
                     s = self.step_count
                     now = time.perf_counter()
@@ -708,14 +710,15 @@ class Trainer:
         if keys:
             # One device->host copy for all statistics (and, under DDP, one all-reduce: the
             # logged values are means over processes, so every process judges them alike).
-            vals = torch.stack([self._acc[k].float().reshape(()) for k in keys]) / self._acc_n
+            # Each statistic is a mean over the steps that produced it (lazy R1: 1 in r1_every).
+            vals = torch.stack([self._acc[k].float().reshape(()) / self._acc_count[k] for k in keys])
             vals = distributed.all_reduce_mean(vals, self.dist)
             for k, v in zip(keys, vals.tolist()):
                 row[k] = float(v)
         row["lr"] = self.schedulers[self.phases[0].name].get_last_lr()[0]
         row["images_per_sec"] = images / seconds if seconds > 0 else 0.0
         row["time"] = round(self.elapsed + seconds, 3)
-        self._acc, self._acc_n = {}, 0
+        self._acc, self._acc_count, self._acc_n = {}, {}, 0
         self._log(row)
         return row
 

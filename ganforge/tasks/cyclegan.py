@@ -134,7 +134,7 @@ class CycleGANTask(Task):
             "D_A": build_d(cfg, c.discriminator, **dkw).to(device),        # paper D_X
             "D_B": build_d(cfg, c.discriminator, **dkw).to(device),        # paper D_Y
         }
-        self.objective = build_objective(c.adv_loss, cfg.reg.label_smoothing)
+        self.objective = build_objective(c.adv_loss, cfg.reg.label_smoothing, key="cyclegan.adv_loss")
         # One toolbox per discriminator: each has its own augmentation stream and ADA p.
         self.toolboxes = {d: DToolbox(cfg, device=device, seed=seed + 100 * k, dist=dist)
                           for k, d in enumerate(self.discriminators)}

@@ -142,13 +142,13 @@ class GANTask(Task):
         self.toolbox.load_state_dict(state.get("toolbox"))
 
 
-def build_objective(name: str, label_smoothing: float = 0.0):
-    """The adversarial loss ``name`` (train.loss / cyclegan.adv_loss) with one-sided label
-    smoothing (reg.label_smoothing); a bad combination is a config error."""
+def build_objective(name: str, label_smoothing: float = 0.0, key: str = "train.loss"):
+    """The adversarial loss ``name`` (the config key ``key``: train.loss, cyclegan.adv_loss)
+    with one-sided label smoothing (reg.label_smoothing); a bad combination is a config error."""
     try:
         return LOSSES.build(name, **({"label_smoothing": label_smoothing} if label_smoothing else {}))
     except ValueError as e:
-        raise ConfigError(f"train.loss={name}, reg.label_smoothing={label_smoothing}: {e}") from None
+        raise ConfigError(f"{key}={name}, reg.label_smoothing={label_smoothing}: {e}") from None
 
 
 def build_d(cfg, name: str, **kwargs):
