@@ -103,6 +103,11 @@ def main(argv=None) -> int:
         ap.error(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     timing = {}
+    if args.score_only and args.out and Path(args.out).with_suffix(".json").exists():
+        # keep the training times of the run that trained these variants
+        for r in json.loads(Path(args.out).with_suffix(".json").read_text())["rows"]:
+            if r.get("seconds") == r.get("seconds"):      # not NaN
+                timing[r["variant"]] = r
     if not args.score_only:
         with ThreadPoolExecutor(args.jobs) as ex:
             for r in ex.map(lambda n: train(n, args), names):

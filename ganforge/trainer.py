@@ -251,6 +251,7 @@ class Trainer:
         self._collapse_since: Optional[int] = None
         self._initial_state: Optional[Dict[str, Any]] = None
         self._session_start_step = 0
+        self._ema_stats_step = -1
         if resume:
             self._resume()
 
@@ -383,10 +384,21 @@ class Trainer:
                 if isinstance(v, (int, float)) and k not in ("step",):
                     self._tb.add_scalar(k, v, row["step"])
 
+    def refresh_averages(self) -> None:
+        """Give each generator average with BatchNorm its own statistics before it is used
+        (see ganforge/regularize/ema.py); once per step at most."""
+        if self.ema is None or self._ema_stats_step == self.step_count:
+            return
+        from ganforge.regularize.ema import recalibrate_batchnorm
+        for name in self.task.ema_sources:
+            recalibrate_batchnorm(self.task.modules[f"{name}_ema"], seed=self.cfg.train.seed)
+        self._ema_stats_step = self.step_count
+
     def save_samples(self) -> Path:
         path = self.run_dir / "samples" / f"step-{self.step_count:07d}.png"
         if not self.is_main:
             return path
+        self.refresh_averages()
         imgs = self.task.render(self.fixed)
         save_grid(imgs, path, scale=2 if self.img_size <= 32 else 1)
         if str(path) not in self.sample_frames:
@@ -436,6 +448,7 @@ class Trainer:
     def save_checkpoint(self) -> Optional[Path]:
         if not self.is_main:
             return None
+        self.refresh_averages()
         return ckpt.save_checkpoint(self.state_dict(), self.run_dir, self.step_count,
                                     keep_last=self.cfg.log.keep_last)
 
@@ -674,6 +687,7 @@ class Trainer:
         """Log metrics; keep ``best.pt`` by FID. Returns True when a checkpoint was written."""
         from ganforge import evaluate
         e = self.cfg.eval
+        self.refresh_averages()
         G = self.eval_generator()
         scores = evaluate.evaluate_generator(G, self._eval_extractor, self._eval_real, n=e.n,
                                              metrics=self._eval_metrics, seed=self.cfg.train.seed,

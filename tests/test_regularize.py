@@ -195,3 +195,34 @@ def test_ema_unwraps_and_mixed_dtype():
         torch.testing.assert_close(a, b.float())
     with pytest.raises(ValueError, match="make_copy"):
         ema.update(src, nn.Linear(3, 3), batch_size=8, images_seen=0)
+
+
+def test_recalibrate_batchnorm_gives_the_average_its_own_statistics():
+    """Standing statistics: running mean/var become the exact mean/var of the G's activations
+    over the fixed noise, and a G without BatchNorm is left alone."""
+    from ganforge.regularize.ema import recalibrate_batchnorm
+
+    class TinyG(torch.nn.Module):
+        z_dim = 3
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 4)
+            self.bn = torch.nn.BatchNorm1d(4)
+
+        def forward(self, z):
+            return self.bn(self.lin(z))
+
+    torch.manual_seed(0)
+    G = TinyG().eval()
+    assert recalibrate_batchnorm(G, n=512, batch_size=128, seed=5)
+    z = torch.randn(512, 3, generator=torch.Generator().manual_seed(5))
+    h = G.lin(z).detach()
+    assert torch.allclose(G.bn.running_mean, h.mean(0), atol=1e-5)
+    # per-batch unbiased variances, averaged (what BatchNorm's cumulative average stores)
+    per_batch = torch.stack([h[i:i + 128].var(0, unbiased=True) for i in range(0, 512, 128)]).mean(0)
+    assert torch.allclose(G.bn.running_var, per_batch, atol=1e-5)
+    assert not G.training and G.bn.momentum == 0.1
+    plain = torch.nn.Sequential(torch.nn.Linear(3, 3))
+    plain.z_dim = 3
+    assert not recalibrate_batchnorm(plain)
