@@ -110,10 +110,6 @@ def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     return module
 
 
-def has_batchnorm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-
-
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     """One DDP per trained module. Buffers are not broadcast on every forward: BN running
     statistics are only read by rank 0's samples and checkpoints, and with SyncBatchNorm they

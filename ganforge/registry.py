@@ -5,7 +5,7 @@ Anything selectable by name from a config or the CLI goes through a ``Registry``
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 
 class RegistryError(KeyError):
@@ -47,6 +47,21 @@ class Registry:
 
     def build(self, name: str, **kwargs: Any) -> Any:
         return self.get(name)(**kwargs)
+
+    def parse_list(self, text: Optional[str]) -> Tuple[str, ...]:
+        """``"a,b"`` -> ``("a", "b")``, in order (a config value naming several entries, such
+        as an augmentation pipeline); ``""``/``"none"``/None -> (). An unknown name is a
+        ValueError naming it and listing the valid ones."""
+        if text is None:
+            return ()
+        names = tuple(s.strip().lower() for s in str(text).split(",") if s.strip())
+        if names == ("none",):
+            return ()
+        for name in names:
+            if name not in self._entries:
+                raise ValueError(f"unknown {self.kind} '{name}' in '{text}'; valid ones: "
+                                 f"{', '.join(self.names())} (comma-separated, applied in order)")
+        return names
 
     def names(self) -> List[str]:
         return sorted(self._entries)

@@ -31,7 +31,6 @@ import os
 import signal
 import sys
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -42,7 +41,7 @@ import torch.nn as nn
 import ganforge
 from ganforge import checkpoint as ckpt
 from ganforge import distributed
-from ganforge.config import Config, ConfigError, merge
+from ganforge.config import Config, ConfigError
 from ganforge.report.curves import plot_curves
 from ganforge.report.images import save_grid, write_gif
 from ganforge.tasks import TASKS, Phase, Task
@@ -516,7 +515,7 @@ class Trainer:
                    for p in m.parameters())
 
     def _rollback(self, reason: str) -> None:
-        """Restore the last good checkpoint (or the start of this session) and lower the
+        """Restore the last good checkpoint (or the start of the run) and lower the
         learning rates by ``guard.lr_factor``; after ``guard.max_rollbacks`` give up."""
         g = self.cfg.guard
         self.rollbacks += 1
@@ -526,14 +525,15 @@ class Trainer:
                 f"checkpoint is in {self.run_dir / 'checkpoints'}. Try lower learning rates "
                 f"(train.lr_d / train.lr_g), a regulariser (reg.r1=1, reg.spectral_norm=true) or "
                 f"augmentation (aug.diffaug=translation,cutout,color)")
-        state, where = None, "the start of this session"
+        state, where = None, ""
         try:
             path = ckpt.find_checkpoint(self.run_dir)
             state, where = ckpt.load_checkpoint(path, map_location="cpu"), str(path)
         except ckpt.CheckpointError:
             pass
         if state is None or int(state["step"]) < self._session_start_step:
-            state, where = self._initial_state, "the start of this session"
+            # (a resumed session's own starting checkpoint is on disk: it never gets here)
+            state, where = self._initial_state, "the start of this run"
         rollbacks = self.rollbacks
         self.load_state(state)
         self.rollbacks = rollbacks
@@ -577,8 +577,9 @@ class Trainer:
         if cfg.eval.every and self.is_main:
             self._setup_eval()
         self._session_start_step = self.step_count
-        if cfg.guard.enabled:
-            # Where the guard rolls back to before this session's first checkpoint.
+        if cfg.guard.enabled and not resumed:
+            # Where the guard rolls back to before this run's first checkpoint (a resumed
+            # session rolls back to the checkpoint it started from, which is on disk).
             self._initial_state = copy.deepcopy(self.state_dict())
         bar = _Progress(total, self.step_count, enabled=log.progress and not self.quiet,
                         keys=self.task.progress_keys)

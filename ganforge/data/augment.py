@@ -154,21 +154,6 @@ def noise(x: torch.Tensor, p: float, gen: Optional[torch.Generator],
 
 
 # --------------------------------------------------------------------------- composition
-def parse_spec(spec: str) -> Tuple[str, ...]:
-    """``"flip,rotation"`` -> op names in order; ``""``/``"none"`` -> (). An unknown op is a
-    ValueError naming it and listing the valid ones."""
-    if spec is None:
-        return ()
-    names = tuple(s.strip().lower() for s in str(spec).split(",") if s.strip())
-    if names == ("none",):
-        return ()
-    for name in names:
-        if name not in CLASSIC_OPS:
-            raise ValueError(f"unknown dataset augmentation '{name}' in '{spec}'; valid ones: "
-                             f"{', '.join(CLASSIC_OPS.names())} (comma-separated)")
-    return names
-
-
 class ClassicAugment:
     """Apply the ops of ``spec`` in order to a float [-1, 1] NCHW batch of *real* images
     (see the module docstring for why only ``flip`` is usually safe), then clamp to [-1, 1].
@@ -178,7 +163,7 @@ class ClassicAugment:
     """
 
     def __init__(self, spec: str, seed: int = 0, device: torch.device | str = "cpu"):
-        self.names = parse_spec(spec)
+        self.names = CLASSIC_OPS.parse_list(spec)
         self.spec = ",".join(self.names)
         self._ops: List[Tuple[Callable[..., torch.Tensor], float]] = [
             (CLASSIC_OPS.get(n), OP_PROBABILITY.get(n, DEFAULT_PROBABILITY)) for n in self.names]

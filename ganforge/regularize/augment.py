@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -235,21 +235,6 @@ def flip(x: torch.Tensor, p: float, gen: Optional[torch.Generator]) -> torch.Ten
 
 
 # --------------------------------------------------------------------------- policy
-def parse_policy(policy: str) -> Tuple[str, ...]:
-    """``"translation,cutout,color"`` -> op names, in order; ``""``/``"none"`` -> ().
-    An unknown name is a ValueError naming it and listing the valid ones."""
-    if policy is None:
-        return ()
-    names = tuple(s.strip().lower() for s in str(policy).split(",") if s.strip())
-    if names == ("none",):
-        return ()
-    for name in names:
-        if name not in OPS:
-            raise ValueError(f"unknown augmentation '{name}' in policy '{policy}'; valid ops: "
-                             f"{', '.join(OPS.names())} (comma-separated, applied in order)")
-    return names
-
-
 class DiffAugment:
     """Apply a policy of differentiable ops to a batch; call it on every batch D sees.
 
@@ -267,7 +252,7 @@ class DiffAugment:
 
     def __init__(self, policy: str = "translation,cutout,color", p: float = 1.0, seed: int = 0,
                  device: torch.device | str = "cpu"):
-        self.names = parse_policy(policy)
+        self.names = OPS.parse_list(policy)
         self.policy = ",".join(self.names)
         self._ops: List[Callable[..., torch.Tensor]] = [OPS.get(n) for n in self.names]
         self.p = p

@@ -6,7 +6,7 @@ conditional GAN and a CycleGAN all run on the same :class:`ganforge.trainer.Trai
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -84,12 +84,17 @@ class Task:
                         nbytes=data.images.numel(), class_names=data.class_names)
 
     @classmethod
-    def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
+    def loader_class(cls, cfg) -> type:
+        """The batch loader for ``build_loader`` (a task may swap in a sampling variant)."""
         from ganforge.data.batching import BatchLoader
+        return BatchLoader
+
+    @classmethod
+    def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
         t = cfg.train
-        return BatchLoader(data.images, data.labels, batch_size=t.batch_size, seed=t.seed,
-                           device=device, channels_last=t.channels_last, rank=rank,
-                           world_size=world_size)
+        return cls.loader_class(cfg)(data.images, data.labels, batch_size=t.batch_size, seed=t.seed,
+                                     device=device, channels_last=t.channels_last, rank=rank,
+                                     world_size=world_size)
 
     @classmethod
     def run_label(cls, cfg) -> str:

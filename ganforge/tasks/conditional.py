@@ -50,7 +50,7 @@ checkpoint, so ``ganforge sample`` without ``--class`` draws classes as training
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -123,14 +123,11 @@ class ConditionalGANTask(GANTask):
         return replace(info, class_names=list(names))
 
     @classmethod
-    def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
+    def loader_class(cls, cfg) -> type:
         if not cfg.cond.balance:
-            return super().build_loader(data, cfg, device=device, rank=rank, world_size=world_size)
-        from ganforge.data.balanced import BalancedBatchLoader
-        t = cfg.train
-        return BalancedBatchLoader(data.images, data.labels, batch_size=t.batch_size, seed=t.seed,
-                                   device=device, channels_last=t.channels_last, rank=rank,
-                                   world_size=world_size)
+            return super().loader_class(cfg)
+        from ganforge.data.balanced import BalancedBatchLoader   # class-balanced real batches
+        return BalancedBatchLoader
 
     @classmethod
     def run_label(cls, cfg) -> str:
@@ -301,16 +298,6 @@ class ConditionalGANTask(GANTask):
             y = torch.arange(n) % k
         z = torch.randn(len(y), self.z_dim, generator=generator)
         return {"z": z.to(device), "y": y.to(device)}
-
-    @torch.no_grad()
-    def render(self, fixed: Dict[str, torch.Tensor]) -> torch.Tensor:
-        G = self.ema_or("G")
-        was = G.training
-        G.eval()
-        try:
-            return G(fixed["z"], fixed["y"]).float()
-        finally:
-            G.train(was)
 
     def state_dict(self) -> Dict[str, Any]:
         st = super().state_dict()

@@ -122,6 +122,7 @@ class GANTask(Task):
         raise KeyError(phase)
 
     def fixed_inputs(self, n: int, generator: torch.Generator, device: torch.device) -> Dict[str, torch.Tensor]:
+        """G's keyword arguments for the grid (``z``; the conditional task adds ``y``)."""
         return {"z": torch.randn(n, self.z_dim, generator=generator).to(device)}
 
     @torch.no_grad()
@@ -130,7 +131,7 @@ class GANTask(Task):
         was = G.training
         G.eval()
         try:
-            return G(fixed["z"]).float()
+            return G(**fixed).float()
         finally:
             G.train(was)
 
