@@ -19,13 +19,15 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from ganforge.errors import UserError
+
 CKPT_DIR = "checkpoints"
 LATEST = "latest.pt"
 BEST = "best.pt"
 _NUM = re.compile(r"^step-(\d+)\.pt$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A user-facing problem with a checkpoint path or file."""
 
 

@@ -10,10 +10,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ganforge.config import Config, ConfigError, load_yaml, merge, parse_pairs, preset_names
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
+from ganforge.errors import GanforgeError, UserError
 
 
 # --------------------------------------------------------------------------- train
@@ -226,34 +223,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from ganforge.checkpoint import CheckpointError
-    user_errors: tuple = (ConfigError, UserError, CheckpointError)
-    try:
-        from ganforge.data import DataError
-        user_errors += (DataError,)
-    except ImportError:
-        pass
-    from ganforge.registry import RegistryError
-    user_errors += (RegistryError,)
-    try:
-        from ganforge.evaluate import EvalError
-        user_errors += (EvalError,)
-    except ImportError:
-        pass
     try:
         return args.func(args)
-    except user_errors as e:
+    except GanforgeError as e:      # every error ganforge raises on purpose (ganforge/errors.py)
         print(f"ganforge {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("\nganforge: interrupted", file=sys.stderr)
         return 130
-    except RuntimeError as e:
-        from ganforge.trainer import TrainingDiverged
-        if not isinstance(e, TrainingDiverged):
-            raise
-        print(f"ganforge {args.command}: training diverged: {e}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

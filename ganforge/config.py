@@ -18,8 +18,10 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 
+from ganforge.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A user-facing configuration error; the message names the offending key."""
 
 

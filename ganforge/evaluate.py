@@ -18,12 +18,13 @@ import torch
 from ganforge.checkpoint import atomic_save
 from ganforge.data import load_dataset, to_float
 from ganforge.data.paths import cache_dir
+from ganforge.errors import UserError
 from ganforge.metrics import EXTRACTORS, METRICS, FeatureExtractor, compute_metrics, extract_features
 
 DEFAULT_EVAL_METRICS = ("fid", "kid", "pr", "dc")
 
 
-class EvalError(ValueError):
+class EvalError(UserError, ValueError):
     """A user-facing evaluation problem (bad metric name, missing extractor, ...)."""
 
 

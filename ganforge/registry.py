@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+from ganforge.errors import UserError
 
-class RegistryError(KeyError):
+
+class RegistryError(UserError, KeyError):
     """Unknown or duplicate name in a registry (a user-facing error)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain

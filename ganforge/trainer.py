@@ -42,6 +42,7 @@ import ganforge
 from ganforge import checkpoint as ckpt
 from ganforge import distributed
 from ganforge.config import Config, ConfigError
+from ganforge.errors import RunError
 from ganforge.report.curves import plot_curves
 from ganforge.report.images import save_grid, write_gif
 from ganforge.tasks import TASKS, Phase, Task
@@ -65,7 +66,7 @@ def default_run_dir(cfg: Config) -> str:
     return str(Path("runs") / f"{TASKS.get(cfg.train.task).run_label(cfg)}-{data}")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunError, RuntimeError):
     """The guard rolled back ``guard.max_rollbacks`` times and training still diverges."""
 
 

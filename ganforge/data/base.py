@@ -11,6 +11,7 @@ from typing import Optional
 
 import torch
 
+from ganforge.errors import UserError
 from ganforge.registry import Registry
 
 #: Named datasets ("fashion-mnist", "mnist", "emoji"). Each entry is called as
@@ -19,7 +20,7 @@ from ganforge.registry import Registry
 DATASETS = Registry("dataset")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A user-caused data problem. The message names the input (file, folder, dataset) and
     says what to do about it."""
 

@@ -1,0 +1,41 @@
+"""The one family of errors ganforge raises on purpose.
+
+Every error a user can cause, and every run that fails for a reason we can name, is a
+:class:`GanforgeError`. The CLI catches exactly this base class and prints the message as one
+line, with the subclass's ``exit_code``:
+
+=====================  =====  ========================================================
+class                  exit   meaning
+=====================  =====  ========================================================
+``UserError``          2      bad input: a flag, a config value, a path, a file; nothing
+                              was trained or written. The message names the input and
+                              the fix.
+``RunError``           1      the input was fine but the run failed (training diverged
+                              past the guard's limit, ...); the last good checkpoint is
+                              kept and the message says where it is.
+=====================  =====  ========================================================
+
+Module-specific errors subclass one of these (``ConfigError``, ``DataError``,
+``CheckpointError``, ``RegistryError``, ``EvalError``, ``EvaluatorError``, ``TrainingDiverged``)
+and keep a builtin base (``ValueError``, ``KeyError``, ``RuntimeError``) for callers that
+catch those. Anything else that escapes is a bug in ganforge, not the user's doing.
+"""
+from __future__ import annotations
+
+
+class GanforgeError(Exception):
+    """Base class of every error ganforge raises on purpose; ``exit_code`` is the CLI's."""
+
+    exit_code: int = 2
+
+
+class UserError(GanforgeError):
+    """Bad input (a flag, config value, path or file): exit code 2, nothing written."""
+
+    exit_code = 2
+
+
+class RunError(GanforgeError):
+    """A run that failed for a reason we can name (not the input): exit code 1."""
+
+    exit_code = 1
