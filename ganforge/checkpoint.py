@@ -5,9 +5,10 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, save
 file. Network architectures travel as ``spec`` dicts (family name + constructor kwargs), not
 as pickled classes.
 
-Writes are atomic (temporary file in the same folder, then ``os.replace``), so a crash or a
-second Ctrl-C mid-write leaves the previous checkpoint intact. ``latest.pt`` is a hard link to
-(or copy of) the newest numbered checkpoint; only the last ``keep_last`` numbered ones stay.
+Writes are atomic (:func:`ganforge.files.atomic_save`: temporary file in the same folder,
+then ``os.replace``), so a crash or a second Ctrl-C mid-write leaves the previous checkpoint
+intact. ``latest.pt`` is a hard link to (or copy of) the newest numbered checkpoint; only the
+last ``keep_last`` numbered ones stay.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from ganforge.errors import UserError
+from ganforge.files import atomic_save
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest.pt"
@@ -29,13 +31,6 @@ _NUM = re.compile(r"^step-(\d+)\.pt$")
 
 class CheckpointError(UserError, ValueError):
     """A user-facing problem with a checkpoint path or file."""
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -5,12 +5,23 @@ Command and flag names here are a contract (README "CLI reference"); keep them s
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ganforge.config import Config, ConfigError, load_yaml, merge, parse_pairs, preset_names
+from ganforge import distributed, evaluate, models
+from ganforge.config import Config, ConfigError, help_config, load_yaml, merge, parse_pairs, preset_names
+from ganforge.data import DATASETS
 from ganforge.errors import GanforgeError, UserError
+from ganforge.evaluator import add_evaluator_parser
+from ganforge.losses import LOSSES
+from ganforge.metrics import DEFAULT_METRICS, EXTRACTORS, METRICS
+from ganforge.sampling import sample_to_file
+from ganforge.scoring import parse_metrics
+from ganforge.tasks import TASKS, resolve_config
+from ganforge.trainer import Trainer
+from ganforge.translate import add_translate_parser
 
 
 # --------------------------------------------------------------------------- train
@@ -36,22 +47,17 @@ def _train_config(args: argparse.Namespace) -> Config:
     if args.epochs is not None and args.steps is None:
         cfg = cfg.with_overrides({"train.steps": 0})
     cfg = cfg.with_overrides(parse_pairs(args.overrides), where="override")
-    if cfg.cond.balance and cfg.train.task != "conditional":
-        raise ConfigError(f"--balance (cond.balance) samples the classes evenly, which needs "
-                          f"--task conditional (train.task is '{cfg.train.task}')")
-    return cfg
+    return resolve_config(cfg)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ganforge.trainer import Trainer
     if args.help_config:
-        print(Config().dump_yaml())
+        print(help_config())
         return 0
     cfg = _train_config(args)
     if args.print_config:
         print(cfg.dump_yaml())
         return 0
-    from ganforge import distributed
     try:
         trainer = Trainer(cfg, resume=args.resume)
         summary = trainer.fit()
@@ -62,7 +68,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- sample
 def cmd_sample(args: argparse.Namespace) -> int:
-    from ganforge.sampling import sample_to_file
     path = sample_to_file(args.run, n=args.n, out=args.out, seed=args.seed, which=args.checkpoint,
                           device=args.device, class_=args.class_, ema=not args.no_ema)
     print(f"wrote {path}")
@@ -71,9 +76,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json as _json
-    from ganforge import evaluate
-    metrics = evaluate.parse_metrics(args.metrics)
+    metrics = parse_metrics(args.metrics)
     common = dict(metrics=metrics, n=args.n, extractor=args.extractor, weights=args.weights,
                   seed=args.seed, device=args.device, data_dir=args.data_dir)
     if args.run and (args.real or args.fake):
@@ -89,17 +92,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(evaluate.format_table(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(_json.dumps(result, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 
 
 # --------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
-    from ganforge import models
-    from ganforge.data import DATASETS
-    from ganforge.losses import LOSSES
-    from ganforge.tasks import TASKS
 
     def show(title: str, rows):
         print(f"{title}:")
@@ -113,11 +112,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     show("datasets", [(n, DATASETS.help(n)) for n in DATASETS.names()]
          + [("PATH", "a folder of images (subfolders = classes), or a .npy/.npz array")])
     show("presets (--config NAME)", [(n, _preset_summary(n)) for n in preset_names()])
-    try:
-        from ganforge.metrics import EXTRACTORS
-        show("feature extractors", [(n, EXTRACTORS.help(n)) for n in EXTRACTORS.names()])
-    except ImportError:
-        pass
+    show("feature extractors", [(n, EXTRACTORS.help(n)) for n in EXTRACTORS.names()])
     return 0
 
 
@@ -142,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the flags, then key=value overrides (e.g. train.lr_g=1e-4).")
     t.add_argument("--config", metavar="PRESET.yaml", help=f"a YAML file or preset name ({', '.join(preset_names())})")
     t.add_argument("--model", help="model family (see `ganforge list`)")
-    t.add_argument("--task", help="task: gan (default)")
+    t.add_argument("--task", help="what to train (see `ganforge list`; default: an unconditional GAN)")
     t.add_argument("--data", help="dataset name (fashion-mnist, mnist, emoji) or a path")
     t.add_argument("--data-dir", help="where named datasets are stored (beats $GANFORGE_DATA)")
     t.add_argument("--domain-a", metavar="DOMAIN", help="--task cyclegan: domain A, e.g. "
@@ -191,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", nargs="?", metavar="RUN_DIR_OR_CKPT")
     e.add_argument("--real", metavar="DATA", help="real side, e.g. fashion-mnist:train or a folder")
     e.add_argument("--fake", metavar="DATA", help="fake side, e.g. fashion-mnist:test or a folder")
-    e.add_argument("--metrics", default="fid,kid,pr,dc", help="comma list of fid,kid,pr,dc,is (default fid,kid,pr,dc)")
+    e.add_argument("--metrics", help=f"comma list of {','.join(METRICS)} (default "
+                                      f"{','.join(DEFAULT_METRICS)})")
     e.add_argument("--n", type=int, default=10000, help="images per side (default 10000)")
     e.add_argument("--extractor", default="domain", choices=["domain", "inception"],
                    help="domain: a classifier trained on the dataset (default); inception: the FID Inception-v3")
@@ -207,9 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the raw generator, not its weight average (runs with ema.half_life)")
     e.set_defaults(func=cmd_eval)
 
-    from ganforge.metrics.domain import add_evaluator_parser
     add_evaluator_parser(sub)
-    from ganforge.translate import add_translate_parser
     add_translate_parser(sub)
 
     l = sub.add_parser("list", help="list models, tasks, losses, datasets and presets")

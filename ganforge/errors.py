@@ -15,8 +15,9 @@ class                  exit   meaning
                               kept and the message says where it is.
 =====================  =====  ========================================================
 
-Module-specific errors subclass one of these (``ConfigError``, ``DataError``,
-``CheckpointError``, ``RegistryError``, ``EvalError``, ``EvaluatorError``, ``TrainingDiverged``)
+``EvalError`` (bad evaluation requests) lives here because metrics, scoring and the tasks
+all raise it. Module-specific errors subclass one of these (``ConfigError``, ``DataError``,
+``CheckpointError``, ``RegistryError``, ``EvaluatorError``, ``TrainingDiverged``)
 and keep a builtin base (``ValueError``, ``KeyError``, ``RuntimeError``) for callers that
 catch those. Anything else that escapes is a bug in ganforge, not the user's doing.
 """
@@ -39,3 +40,8 @@ class RunError(GanforgeError):
     """A run that failed for a reason we can name (not the input): exit code 1."""
 
     exit_code = 1
+
+
+class EvalError(UserError, ValueError):
+    """A user-facing evaluation problem: an unknown metric, a missing or unsuitable extractor,
+    too few images for a score."""

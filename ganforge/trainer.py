@@ -40,12 +40,12 @@ import torch.nn as nn
 
 import ganforge
 from ganforge import checkpoint as ckpt
-from ganforge import distributed
+from ganforge import distributed, scoring
 from ganforge.config import Config, ConfigError
 from ganforge.errors import RunError
 from ganforge.report.curves import plot_curves
 from ganforge.report.images import save_grid, write_gif
-from ganforge.tasks import TASKS, Phase, Task
+from ganforge.tasks import TASKS, Phase, Task, resolve_config
 
 DEFAULT_STEPS = 2000
 
@@ -119,6 +119,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: Config, *, resume: bool = False, dataset=None, quiet: bool = False):
+        cfg = resolve_config(cfg)     # every name and cross-key setting, before any data
         self.cfg = cfg
         t = cfg.train
         # torchrun: join the process group first (it decides this process's GPU).
@@ -177,7 +178,7 @@ class Trainer:
         if cfg.ema.half_life > 0:
             from ganforge.regularize.ema import EMA, make_copy
             self.ema = EMA(cfg.ema.half_life * 1000, warmup=cfg.ema.warmup)
-            for name in self.task.ema_sources:
+            for name in self.task.generators:
                 self.task.modules.setdefault(f"{name}_ema", make_copy(self.task.modules[name]))
         self.phases: List[Phase] = self.task.phases()
         trained = sorted({m for p in self.phases for m in p.modules})
@@ -354,7 +355,7 @@ class Trainer:
             s.step()
         self.step_count += 1
         if self.ema is not None:
-            for name in self.task.ema_sources:
+            for name in self.task.generators:
                 self.ema.update(mods[name], mods[f"{name}_ema"], batch_size=self.cfg.train.batch_size,
                                 images_seen=self.images_seen)
         return stats
@@ -390,7 +391,7 @@ class Trainer:
         if self.ema is None or self._ema_stats_step == self.step_count:
             return
         from ganforge.regularize.ema import recalibrate_batchnorm
-        for name in self.task.ema_sources:
+        for name in self.task.generators:
             recalibrate_batchnorm(self.task.modules[f"{name}_ema"], seed=self.cfg.train.seed)
         self._ema_stats_step = self.step_count
 
@@ -665,35 +666,28 @@ class Trainer:
     def _setup_eval(self) -> None:
         """Load the extractor and the (cached) real reference features once, before training,
         so a missing evaluator fails now and not an hour in."""
-        from ganforge import evaluate
         e = self.cfg.eval
-        if "G" not in self.task.modules or not hasattr(self.eval_generator(), "z_dim"):
-            raise ConfigError(f"--eval-every works for noise-to-image tasks (gan, conditional), not "
-                              f"--task {self.cfg.train.task}; score the run afterwards with "
-                              f"`ganforge eval {self.run_dir}`")
-        self._eval_metrics = evaluate.parse_metrics(e.metrics)
-        self._eval_extractor = evaluate.get_extractor(e.extractor, data_spec=self.cfg.data.name,
-                                                      img_size=self.img_size, device=self.device)
-        self._eval_real = evaluate.real_features(
+        if self.task.trained().inputs != "noise":
+            raise ConfigError(f"--eval-every scores images generated from noise, which --task "
+                              f"{self.cfg.train.task} does not make; score the run afterwards "
+                              f"with `ganforge eval {self.run_dir}`")
+        self._eval_metrics = scoring.parse_metrics(e.metrics)
+        self._eval_extractor = scoring.get_extractor(e.extractor, data_spec=self.cfg.data.name,
+                                                     img_size=self.img_size, device=self.device)
+        self._eval_real = scoring.real_features(
             self._eval_extractor, self.cfg.data.name, e.split, img_size=self.img_size,
             channels=self.channels, n=e.n, data_dir=self.cfg.data.data_dir)
         self._note(f"evaluating {','.join(self._eval_metrics)} every {e.every} steps on {e.n} images "
                    f"against {self._eval_real['data']} ({e.split}) with the {e.extractor} extractor")
 
-    def eval_generator(self) -> nn.Module:
-        """The generator that evaluation and sampling use (the EMA copy when there is one)."""
-        mods = self.task.modules
-        return mods.get("G_ema", mods["G"])
-
     def _evaluate(self, session_seconds: float, start_step: int) -> bool:
         """Log metrics; keep ``best.pt`` by FID. Returns True when a checkpoint was written."""
-        from ganforge import evaluate
         e = self.cfg.eval
         self.refresh_averages()
-        G = self.eval_generator()
-        scores = evaluate.evaluate_generator(G, self._eval_extractor, self._eval_real, n=e.n,
-                                             metrics=self._eval_metrics, seed=self.cfg.train.seed,
-                                             device=self.device)
+        seed = self.cfg.train.seed
+        scores = scoring.score_images(self.task.trained().eval_batches(e.n, seed),
+                                      self._eval_extractor, self._eval_real,
+                                      metrics=self._eval_metrics, seed=seed)
         self._log({"step": self.step_count, **{k: float(v) for k, v in scores.items()}})
         fid = scores.get("fid")
         best = self._best_fid

@@ -1,4 +1,4 @@
-"""``ganforge translate``: apply a trained CycleGAN run to images.
+"""``ganforge translate``: apply a trained image-to-image run (CycleGAN) to images.
 
 ::
 
@@ -27,111 +27,47 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
 
-from ganforge import models
-from ganforge.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
+from ganforge.checkpoint import CheckpointError
+from ganforge.data import to_float, to_uint8
 from ganforge.data.base import DataError
+from ganforge.data.decode import decode_file
+from ganforge.data.domains import load_domain
+from ganforge.data.folder import scan
+from ganforge.data.transforms import convert_channels
+from ganforge.report.images import grid_to_uint8, triplet_grid
+from ganforge.runs import load_run
+from ganforge.tasks import TrainedModel
 
-DIRECTIONS = ("a2b", "b2a")
 GRID_NAME = "grid.png"
 RUN_INPUTS = ("run:test", "run:train")
 
 
-# --------------------------------------------------------------------------- the networks
-def load_translators(run: str | Path, which: str = "latest", device: str | torch.device = "cpu",
-                     ema: bool = True) -> Tuple[torch.nn.Module, torch.nn.Module, Dict]:
-    """``(G_AB, G_BA, checkpoint)`` rebuilt from a cyclegan run folder or checkpoint file
-    (their weight averages ``G_AB_ema``/``G_BA_ema`` when the run kept them and ``ema``)."""
-    path = find_checkpoint(run, which)
-    st = load_checkpoint(path, map_location="cpu")
-    specs = st.get("specs", {})
-    if "G_AB" not in specs or "G_BA" not in specs:
-        raise CheckpointError(f"'{path}' is not a cyclegan run (it holds "
-                              f"{', '.join(specs) or 'no networks'}); use `ganforge sample` for "
-                              f"noise-to-image runs")
-    nets = []
-    for name in ("G_AB", "G_BA"):
-        g = models.from_spec(specs[name])
-        avg = f"{name}_ema"
-        g.load_state_dict(st["modules"][avg if ema and avg in st["modules"] else name])
-        nets.append(g.to(device).eval())
-    return nets[0], nets[1], st
-
-
-def pick(G_AB: torch.nn.Module, G_BA: torch.nn.Module, direction: str
-         ) -> Tuple[torch.nn.Module, torch.nn.Module]:
-    """(forward, backward) generators for ``direction``."""
-    if direction not in DIRECTIONS:
-        raise DataError(f"--direction '{direction}': use a2b or b2a")
-    return (G_AB, G_BA) if direction == "a2b" else (G_BA, G_AB)
-
-
-@torch.no_grad()
-def translate_tensor(fwd: torch.nn.Module, back: Optional[torch.nn.Module], x: torch.Tensor,
-                     batch_size: int = 64, device: str | torch.device = "cpu"
-                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Translated (and, with ``back``, reconstructed) images of ``x`` (float [-1, 1], CPU)."""
-    outs, recs = [], []
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i:i + batch_size].to(device)
-        y = fwd(xb).float().clamp(-1, 1)
-        outs.append(y.cpu())
-        if back is not None:
-            recs.append(back(y).float().clamp(-1, 1).cpu())
-    empty = torch.empty(0, *x.shape[1:])
-    out = torch.cat(outs) if outs else empty
-    rec = (torch.cat(recs) if recs else empty) if back is not None else None
-    return out, rec
-
-
 # --------------------------------------------------------------------------- the inputs
-def run_domain_spec(st: Dict, which: str) -> str:
-    """The training domain spec ('a' or 'b') of the run in checkpoint ``st``."""
-    from ganforge.data.domains import domain_specs
-    cfg = st.get("config", {})
-    cg = cfg.get("cyclegan") or {}
-    a, b = domain_specs(cfg.get("data", {}).get("name", ""), cg.get("domain_a", ""),
-                        cg.get("domain_b", ""))
-    return a if which == "a" else b
+def load_translator(run: str | Path, which: str = "latest", device: str | torch.device = "cpu",
+                    ema: bool = True) -> TrainedModel:
+    """The run's trained model, which must translate images (``inputs == "image"``)."""
+    model = load_run(run, which, ema=ema, device=device)
+    if model.inputs != "image":
+        raise CheckpointError(f"'{model.info.source}' is a {model.info.task} run, which generates "
+                              f"images from noise rather than translating them; use "
+                              f"`ganforge sample`")
+    return model
 
 
-def load_run_domain(st: Dict, which: str, split: str = "test", *, limit: int = 0,
-                    data_dir: Optional[str] = None) -> Tuple[torch.Tensor, str]:
-    """Images of the run's own domain ``which`` ('a'/'b') at the run's size (uint8) and the
-    name of what was loaded. ``split='test'`` falls back to the training images when the
-    domain has no test split."""
-    from ganforge.data.domains import load_domain, parse_domain, to_test_split
-    spec = parse_domain(run_domain_spec(st, which))
-    if split == "test":
-        t = to_test_split(spec)
-        spec = t if t is not None else spec
-    size, ch = _run_shape(st)
-    dcfg = st.get("config", {}).get("data", {})
-    ds = load_domain(spec, "train", img_size=size, channels=ch, limit=limit,
-                     data_dir=data_dir or dcfg.get("data_dir"))
-    return ds.images, ds.name
-
-
-def _run_shape(st: Dict) -> Tuple[int, int]:
-    d = st.get("data", {})
-    return int(d.get("img_size", 0)), int(d.get("channels", 0))
-
-
-def load_inputs(spec: str, st: Dict, direction: str, *, limit: int = 0,
+def load_inputs(spec: str, model: TrainedModel, direction: str, *, limit: int = 0,
                 data_dir: Optional[str] = None) -> Tuple[torch.Tensor, List[str], Optional[Path]]:
-    """``(images float [-1, 1], output names, input root or None)`` for ``INPUT``."""
-    from ganforge.data import to_float
-    from ganforge.data.domains import load_domain
-    size, ch = _run_shape(st)
-    source = "a" if direction == "a2b" else "b"
+    """``(images float [-1, 1], output names, input root or None)`` for ``INPUT``, at the
+    run's image size and channel count."""
+    size, ch = model.info.img_size, model.info.channels
     if spec in RUN_INPUTS:
-        images, _ = load_run_domain(st, source, spec.split(":")[1], limit=limit, data_dir=data_dir)
+        images, _ = model.source_images(direction, spec.split(":")[1], limit=limit, data_dir=data_dir)
         return to_float(images), _index_names(images.shape[0]), None
     p = Path(spec).expanduser()
     if p.is_file() and p.suffix.lower() not in (".npy", ".npz"):
         return _decode_files([p], size, ch), [p.name], p.parent
     if p.is_dir():
-        from ganforge.data.folder import scan
         files, _ = scan(p)
         if not files:
             raise DataError(f"{p}: no images found to translate")
@@ -148,9 +84,6 @@ def _index_names(n: int) -> List[str]:
 
 
 def _decode_files(files: List[Path], size: int, channels: int) -> torch.Tensor:
-    from ganforge.data import to_float
-    from ganforge.data.decode import decode_file
-    from ganforge.data.transforms import convert_channels
     arrays = []
     for f in files:
         try:
@@ -164,8 +97,6 @@ def _decode_files(files: List[Path], size: int, channels: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- writing
 def _to_pil(img: torch.Tensor):
-    from PIL import Image
-    from ganforge.data import to_uint8
     a = to_uint8(img).permute(1, 2, 0).numpy()
     return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
 
@@ -182,9 +113,6 @@ def write_images(images: torch.Tensor, names: List[str], out: Path) -> List[Path
 
 def write_grid(inputs: torch.Tensor, translated: torch.Tensor, reconstructed: torch.Tensor,
                path: Path, max_images: int = 64) -> Path:
-    from PIL import Image
-    from ganforge.report.images import grid_to_uint8
-    from ganforge.tasks.cyclegan import triplet_grid
     n = min(max_images, inputs.shape[0])
     grid = triplet_grid(inputs[:n], translated[:n], reconstructed[:n])
     img = Image.fromarray(grid_to_uint8(grid))
@@ -201,10 +129,10 @@ def translate_to_dir(run: str | Path, input_spec: str, out: str | Path, *, direc
                      data_dir: Optional[str] = None, ema: bool = True) -> Dict[str, object]:
     """Translate ``input_spec`` with the run's generators and write the results to ``out``.
     Returns ``{"n": count, "out": dir, "grid": path or None}``."""
-    if direction not in DIRECTIONS:
-        raise DataError(f"--direction '{direction}': use a2b or b2a")
-    G_AB, G_BA, st = load_translators(run, which, device, ema=ema)
-    x, names, root = load_inputs(input_spec, st, direction, limit=limit, data_dir=data_dir)
+    model = load_translator(run, which, device, ema=ema)
+    if direction not in model.directions:
+        raise DataError(f"--direction '{direction}': use {' or '.join(model.directions)}")
+    x, names, root = load_inputs(input_spec, model, direction, limit=limit, data_dir=data_dir)
     out = Path(out).expanduser()
     if root is not None and out.resolve() == root.resolve():
         raise DataError(f"--out {out} is the input folder: the translations would overwrite the "
@@ -212,8 +140,7 @@ def translate_to_dir(run: str | Path, input_spec: str, out: str | Path, *, direc
     if grid and GRID_NAME in names:
         raise DataError(f"an input is named {GRID_NAME}, which --grid writes too; translate into "
                         f"a folder without --grid, or rename the input")
-    fwd, back = pick(G_AB, G_BA, direction)
-    y, rec = translate_tensor(fwd, back if grid else None, x, batch_size, device)
+    y, rec = model.translate(x, direction, batch_size=batch_size, reconstruct=grid)
     out.mkdir(parents=True, exist_ok=True)
     write_images(y, names, out)
     grid_path = write_grid(x, y, rec, out / GRID_NAME, grid_max) if grid else None
@@ -241,8 +168,8 @@ def add_translate_parser(subparsers) -> argparse.ArgumentParser:
                     "domain). Outputs keep the input names (dataset items: 00000.png, ...).")
     p.add_argument("run", metavar="RUN_DIR_OR_CKPT")
     p.add_argument("input", metavar="INPUT")
-    p.add_argument("--direction", choices=DIRECTIONS, default="a2b",
-                   help="a2b (default): domain A -> B with G_AB; b2a: B -> A with G_BA")
+    p.add_argument("--direction", default="a2b",
+                   help="a2b (default): domain A -> B; b2a: B -> A")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the translated images")
     p.add_argument("--grid", action="store_true",
                    help=f"also write DIR/{GRID_NAME}: rows of input | translated | reconstructed")

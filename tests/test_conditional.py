@@ -24,7 +24,7 @@ from ganforge.data.classes import UnknownClassError, normalize_class_name, resol
 from ganforge.losses import get_loss
 from ganforge.metrics.conditional import conditional_scores
 from ganforge.models import build, family_names, from_spec
-from ganforge.models.conditional import RECIPES, cond_family_names, recipe
+from ganforge.models.conditioning import RECIPES, cond_family_names, recipe
 from ganforge.tasks.conditional import ConditionalGANTask, mismatched_labels
 from ganforge.trainer import Trainer
 
@@ -472,7 +472,8 @@ def test_conditional_scores():
 
 def test_evaluate_conditional_end_to_end(cond_run):
     """With a stand-in evaluator (which half holds the bar) on the run's own data."""
-    from ganforge.metrics.conditional import evaluate_conditional, format_conditional
+    from ganforge.metrics.conditional import format_conditional
+    from ganforge.runs import load_run
     from ganforge.metrics.extractors import FeatureExtractor
 
     class Halves(FeatureExtractor):
@@ -488,7 +489,7 @@ def test_evaluate_conditional_end_to_end(cond_run):
             f = self.features(x)
             return torch.stack([f[:, 0] - f[:, 1], f[:, 1] - f[:, 0]], 1)
 
-    res = evaluate_conditional(cond_run, evaluator=Halves(), n_per_class=20)
+    res = load_run(cond_run).class_scores(evaluator=Halves(), n_per_class=20)
     assert 0 <= res["accuracy"] <= 1 and len(res["per_class"]) == 2
     assert res["per_class"][1]["class"] == "Ankle boot" and res["per_class"][0]["n_fake"] == 20
     assert res["per_class"][0]["real_accuracy"] == 1.0       # the stand-in is right on real data

@@ -510,10 +510,11 @@ def test_translate_run_test_and_errors(tmp_path):
 
 
 def test_rebuild_from_checkpoint_alone(trained_run, tmp_path):
-    from ganforge.translate import load_translators
+    from ganforge.translate import load_translator
     ck = tmp_path / "only.pt"
     ck.write_bytes((trained_run / "checkpoints" / "latest.pt").read_bytes())
-    G_AB, G_BA, st = load_translators(ck)
+    model = load_translator(ck)
+    G_AB, G_BA, st = model.modules["G_AB"], model.modules["G_BA"], load_checkpoint(ck)
     task = CycleGANTask(Config.from_dict(st["config"]), img_size=16, channels=1,
                         device=torch.device("cpu"))
     for n in ("G_AB", "G_BA"):
@@ -525,7 +526,7 @@ def test_rebuild_from_checkpoint_alone(trained_run, tmp_path):
         bad = dict(st, specs={"G": st["specs"]["G_AB"]})
         p = tmp_path / "bad.pt"
         torch.save(bad, p)
-        load_translators(p)
+        load_translator(p)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -541,7 +542,10 @@ class StubEvaluator:
 
 
 def test_evaluate_translation_with_an_evaluator(tmp_path):
-    from ganforge.metrics.translation import evaluate_translation
+    from ganforge.runs import load_run
+
+    def evaluate_translation(run, **kw):
+        return load_run(run).translation_scores(**kw)
     save_pngs(tmp_path / "bright", squares(8, 255))
     save_pngs(tmp_path / "dim", squares(8, 110, seed=1, side=7))
     run = tmp_path / "run"

@@ -15,10 +15,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge.metrics import domain as dom
-from ganforge.metrics.domain import (DomainEvaluator, EvaluatorError, add_evaluator_parser,
-                                     default_evaluator_path, load_evaluator, train_evaluator,
-                                     weights_digest)
+from ganforge import evaluator as evaluator_mod
+from ganforge.evaluator import add_evaluator_parser, train_evaluator
+from ganforge.metrics.domain import (DomainEvaluator, EvaluatorError, default_evaluator_path,
+                                     load_evaluator, weights_digest)
 from ganforge.metrics.extractors import EXTRACTORS
 
 SIZE = 16
@@ -99,12 +99,12 @@ def test_trains_to_high_accuracy_and_stores_provenance(trained, ev):
 
 def test_holdout_is_seeded_and_stratified():
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
-    tr, te = dom._holdout(len(labels), labels, 0.1, seed=0)
-    tr2, te2 = dom._holdout(len(labels), labels, 0.1, seed=0)
+    tr, te = evaluator_mod._holdout(len(labels), labels, 0.1, seed=0)
+    tr2, te2 = evaluator_mod._holdout(len(labels), labels, 0.1, seed=0)
     assert torch.equal(te, te2) and torch.equal(tr, tr2)
     assert sorted(torch.cat([tr, te]).tolist()) == list(range(100))
     assert torch.bincount(labels[te]).tolist() == [5, 3, 2]
-    assert not torch.equal(te, dom._holdout(len(labels), labels, 0.1, seed=1)[1])
+    assert not torch.equal(te, evaluator_mod._holdout(len(labels), labels, 0.1, seed=1)[1])
 
 
 def test_time_budget_ends_training_early(trained, tmp_path, monkeypatch):

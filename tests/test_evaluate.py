@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganforge import evaluate
+from ganforge import evaluate, scoring
 from ganforge.cli import main
 from ganforge.data.paths import cache_dir
 from tests.conftest import require_fashion_mnist
@@ -35,14 +35,14 @@ def shapes(tmp_path):
 
 @pytest.fixture
 def evaluator(shapes):
-    from ganforge.metrics.domain import train_evaluator
+    from ganforge.evaluator import train_evaluator
     return train_evaluator(str(shapes), epochs=3, batch_size=32, progress=False)
 
 
 def test_eval_pair_same_folder_is_zero_and_cached(shapes, evaluator, monkeypatch, capsys, tmp_path):
     calls = []
-    real = evaluate.extract_features
-    monkeypatch.setattr(evaluate, "extract_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = scoring.extract_features
+    monkeypatch.setattr(scoring, "extract_features", lambda *a, **k: calls.append(1) or real(*a, **k))
     out = tmp_path / "r.json"
     assert main(["eval", "--real", str(shapes), "--fake", str(shapes), "--n", "100",
                  "--metrics", "fid,kid,pr,dc", "--json", str(out)]) == 0
@@ -59,10 +59,10 @@ def test_eval_pair_same_folder_is_zero_and_cached(shapes, evaluator, monkeypatch
 
 
 def test_reference_cache_key_changes_with_inputs(shapes, evaluator):
-    ex = evaluate.get_extractor("domain", data_spec=str(shapes))
-    a = evaluate.real_features(ex, str(shapes), "train", n=50)
-    b = evaluate.real_features(ex, str(shapes), "train", n=60)
-    c = evaluate.real_features(ex, str(shapes), "train", n=50, img_size=8)
+    ex = scoring.get_extractor("domain", data_spec=str(shapes))
+    a = scoring.real_features(ex, str(shapes), "train", n=50)
+    b = scoring.real_features(ex, str(shapes), "train", n=60)
+    c = scoring.real_features(ex, str(shapes), "train", n=50, img_size=8)
     assert a["key"] != b["key"] and a["key"] != c["key"]
     assert a["features"].shape[0] == 50 and b["features"].shape[0] == 60
 
@@ -102,7 +102,7 @@ def test_unknown_metric_and_missing_inputs(capsys):
 def test_uniform_noise_scores_far_worse_than_real(tmp_path):
     """Real data: a quick evaluator on 5k images separates test images from uniform noise."""
     require_fashion_mnist()
-    from ganforge.metrics.domain import train_evaluator
+    from ganforge.evaluator import train_evaluator
     train_evaluator("fashion-mnist", epochs=1, limit=5000, progress=False)
     noise = (np.random.default_rng(0).random((500, 28, 28)) * 255).astype(np.uint8)
     np.save(tmp_path / "noise.npy", noise)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ganforge.models import build, freeze_d, from_spec
 from ganforge.models import resnet as rn
-from ganforge.models.conditional import ConditionalBatchNorm, cond_family_names
+from ganforge.models.conditioning import ConditionalBatchNorm, cond_family_names
 from ganforge.models.layers import DotHead2d, FoldTranspose2d, ProjectTranspose2d
 from ganforge.regularize.spectral import apply_spectral_norm, is_spectral_normed
 

@@ -19,13 +19,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ganforge import models, sampling
+from ganforge import models
 from ganforge.checkpoint import load_checkpoint
 from ganforge.cli import main
 from ganforge.config import ConfigError
 from ganforge.data.augment import AugmentedLoader
 from ganforge.losses import LOSSES
 from ganforge.regularize.spectral import SN_TYPES, is_spectral_normed
+from ganforge.runs import load_run
 from ganforge.trainer import Trainer
 from tests.test_conditional import bars, cfg_for as cond_cfg
 from tests.test_cyclegan import pair, tiny_cfg as cyclegan_cfg
@@ -154,7 +155,7 @@ def check_spectral_norm(run):
         layers = [m for m in D.modules() if isinstance(m, SN_TYPES)]
         assert layers and all(is_spectral_normed(m) for m in layers)
         assert D.spec["kwargs"]["spectral_norm"] is True
-    assert not any(is_spectral_normed(m) for n in run.tr.task.ema_sources
+    assert not any(is_spectral_normed(m) for n in run.tr.task.generators
                    for m in run.tr.task.modules[n].modules())         # G untouched
 
 
@@ -199,7 +200,7 @@ def check_classic(run):
 
 
 def check_ema(run):
-    for name in run.tr.task.ema_sources:
+    for name in run.tr.task.generators:
         avg = run.tr.task.modules[f"{name}_ema"]
         assert not any(p.requires_grad for p in avg.parameters())
         assert differs(run.tr.task.modules[name], avg)                  # not G ...
@@ -340,7 +341,7 @@ def test_spectral_norm_checkpoint_rebuilds_d_and_sampling_still_works(tmp_path, 
         assert "spectral_norm" not in st["specs"][g]["kwargs"]
     if target == "cyclegan":
         return
-    G, _ = sampling.load_generator(run)
+    G = load_run(run).generator
     assert G.z_dim == 8
     out = tmp_path / "s.npy"
     assert main(["sample", str(run), "--n", "5", "--out", str(out)]) == 0
@@ -371,11 +372,11 @@ def test_classic_augmentation_changes_real_batches_not_sampling(tmp_path, target
         (tmp_path / "aug/samples/step-0000000.png").read_bytes()
     assert differs(discriminators(plain)[0], discriminators(aug)[0])
     if target == "gan-dcgan":   # sampling a run trained with classic augmentation is plain G
-        G, _ = sampling.load_generator(tmp_path / "aug")
+        model = load_run(tmp_path / "aug")
         z = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
         aug.task.G.eval()
         with torch.no_grad():
-            assert torch.equal(sampling.generate(G, 3, seed=0), aug.task.G(z).clamp(-1, 1))
+            assert torch.equal(model.sample(3, seed=0), aug.task.G(z).clamp(-1, 1))
 
 
 # ----------------------------------------------------------------------------- EMA
@@ -396,7 +397,7 @@ def test_ema_copies_are_checkpointed_and_sampling_picks_them(tmp_path, target):
     if target == "cyclegan":
         return
     for ema, name in ((True, "G_ema"), (False, "G")):
-        G, _ = sampling.load_generator(run, ema=ema)
+        G = load_run(run, ema=ema).generator
         assert_same_state({"G": st["modules"][name]}, {"G": G.state_dict()})
     assert main(["sample", str(run), "--n", "2", "--out", str(tmp_path / "a.npy")]) == 0
     assert main(["sample", str(run), "--n", "2", "--no-ema", "--out", str(tmp_path / "b.npy")]) == 0

@@ -34,11 +34,8 @@ import torch.nn.functional as F
 
 from ganforge.data.base import DATASETS, DataError, ImageDataset
 from ganforge.data.classes import normalize_class_name
+from ganforge.data.spec import DataSpec, parse_spec
 from ganforge.data.transforms import convert_channels, resize_square
-
-#: Words read as a split (not a class) right after a dataset name.
-SPLIT_WORDS = ("train", "test", "val", "valid", "validation", "all")
-
 
 # --------------------------------------------------------------------------- class names
 #: ``"T-shirt/top"`` -> ``"t-shirt-top"`` (the same spelling rules as ``--class``).
@@ -57,48 +54,22 @@ def find_class(wanted: str, class_names: List[str], where: str) -> int:
 
 
 # --------------------------------------------------------------------------- specs
-@dataclass(frozen=True)
-class DomainSpec:
-    source: str                   # a registered dataset name or a path
-    split: Optional[str] = None   # explicit split, or None (the caller's default)
-    cls: Optional[str] = None     # class name within the source, or None (all images)
-
-    def with_split(self, split: str) -> "DomainSpec":
-        return DomainSpec(self.source, split, self.cls)
-
-    def __str__(self) -> str:
-        return ":".join(p for p in (self.source, self.split, self.cls) if p)
-
-
-def parse_domain(spec: str) -> DomainSpec:
-    """Read a domain spec (see the module docstring)."""
+def parse_domain(spec: str) -> DataSpec:
+    """Read a domain spec (see the module docstring; the syntax is
+    :func:`ganforge.data.spec.parse_spec`'s); unlike a dataset spec, a domain must exist."""
     spec = str(spec).strip()
     if not spec:
         raise DataError("empty domain spec; give e.g. fashion-mnist:sneaker or a folder of images")
-    if Path(spec).expanduser().exists():
-        return DomainSpec(spec)
-    parts = spec.split(":")
-    if parts[0] in DATASETS:
-        rest = parts[1:]
-        if not rest or rest == [""]:
-            return DomainSpec(parts[0])
-        if len(rest) == 1:
-            w = rest[0]
-            return DomainSpec(parts[0], w, None) if w.lower() in SPLIT_WORDS else DomainSpec(parts[0], None, w)
-        if len(rest) == 2:
-            return DomainSpec(parts[0], rest[0] or None, rest[1] or None)
-        raise DataError(f"domain '{spec}': too many ':' parts; use NAME:CLASS or NAME:SPLIT:CLASS "
-                        f"(e.g. fashion-mnist:test:sneaker)")
-    head, sep, cls = spec.rpartition(":")
-    if sep and head and Path(head).expanduser().is_dir():
-        return DomainSpec(head, None, cls)
+    parsed = parse_spec(spec)
+    if parsed.named or Path(parsed.source).expanduser().exists():
+        return parsed
     names = ", ".join(DATASETS.names())
     raise DataError(f"domain '{spec}': neither an existing folder/file nor a registered "
                     f"dataset ({names}); write e.g. fashion-mnist:sneaker, "
                     f"fashion-mnist:test:ankle-boot, or a path to a folder of images")
 
 
-def to_test_split(spec: DomainSpec) -> Optional[DomainSpec]:
+def to_test_split(spec: DataSpec) -> Optional[DataSpec]:
     """The test split of a training domain, or None when there is no such thing."""
     if spec.source in DATASETS:
         return spec.with_split("test") if spec.split in (None, "train") else None
@@ -106,19 +77,19 @@ def to_test_split(spec: DomainSpec) -> Optional[DomainSpec]:
     if p.is_dir() and "train" in p.name:
         q = p.with_name(p.name.replace("train", "test", 1))
         if q.is_dir():
-            return DomainSpec(str(q), None, spec.cls)
+            return DataSpec(str(q), None, spec.cls)
     return None
 
 
 # --------------------------------------------------------------------------- loading
-def load_domain(spec: str | DomainSpec, split: str = "train", *, img_size: int = 0,
+def load_domain(spec: str | DataSpec, split: str = "train", *, img_size: int = 0,
                 channels: int = 0, data_dir: Optional[str] = None, strict: bool = False,
                 limit: int = 0, download: bool = True, cache: bool = True) -> ImageDataset:
     """One domain as an :class:`ImageDataset` (labels dropped when a class was selected).
     ``split`` is the default when the spec names none; ``limit`` keeps the first N images
     *of the domain* (after class selection)."""
     from ganforge.data.resolve import load_dataset
-    ds_spec = spec if isinstance(spec, DomainSpec) else parse_domain(spec)
+    ds_spec = spec if isinstance(spec, DataSpec) else parse_domain(spec)
     named = ds_spec.source in DATASETS
     sp = ds_spec.split or split
     # A path names its images itself ("train" = the path as given); a split applies to names.

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Optional, Tuple
 
 from ganforge.data.arrays import load_arrays
 from ganforge.data.base import DATASETS, DataError, ImageDataset
 from ganforge.data.folder import load_folder
+from ganforge.data.spec import parse_spec
 
 ARRAY_SUFFIXES = (".npy", ".npz")
-
-
-def parse_spec(spec: str) -> Tuple[Optional[str], Optional[str]]:
-    """(registered name, split or None) when ``spec`` names a registered dataset, else
-    (None, None). ``fashion-mnist:test`` -> ("fashion-mnist", "test")."""
-    if spec in DATASETS:
-        return spec, None
-    name, sep, split = spec.partition(":")
-    if sep and name in DATASETS:
-        return name, split or None
-    return None, None
 
 
 def _check_options(img_size: int, channels: int, limit: int) -> None:
@@ -83,9 +72,10 @@ def load_dataset(spec: str, split: str = "train", *, img_size: int = 0, channels
                         f"choose one of {', '.join(DATASETS.names())}")
     _check_options(img_size, channels, limit)
     spec = str(spec).strip()
-    name, spec_split = parse_spec(spec)
-    if name is not None:
-        return DATASETS.get(name)(split=spec_split or split, img_size=img_size,
+    parsed = parse_spec(spec)
+    if parsed.named:
+        # NAME:WORD where WORD is not a split word: the loader names its splits.
+        return DATASETS.get(parsed.source)(split=parsed.split or parsed.cls or split, img_size=img_size,
                                   channels=channels, data_dir=data_dir, strict=strict,
                                   limit=limit, download=download, cache=cache)
     path = Path(spec).expanduser()

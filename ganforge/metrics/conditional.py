@@ -14,37 +14,31 @@
 * **FID** of all generated images (equal numbers per class) against the whole real split,
   comparable with an unconditional model's FID under the same evaluator.
 
-One entry point, :func:`evaluate_conditional`, which ``ganforge eval`` calls for runs of
-``--task conditional``; :func:`format_conditional` prints its result as a table.
+This module holds the pure part (features, predictions and labels in; numbers out):
+:func:`conditional_scores`, and :func:`format_conditional` to print its result as a table.
+Generating the images and loading the real ones is the conditional task's use-time face
+(:meth:`ganforge.tasks.conditional.ConditionalModel.class_scores`).
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from ganforge.data.classes import normalize_class_name
+from ganforge.errors import EvalError
 from ganforge.metrics.fid import fid_from_features
-
-
-def _error(msg: str) -> Exception:
-    try:
-        from ganforge.evaluate import EvalError
-        return EvalError(msg)
-    except ImportError:   # evaluation glue not installed: still a ValueError, still clear
-        return ValueError(msg)
 
 
 def class_index_map(run_names: Sequence[str], evaluator_names: Sequence[str]) -> torch.Tensor:
     """For each class of the run, the evaluator's index of the same class (matched by name in
     the forgiving spelling of ``--class``)."""
-    from ganforge.data.classes import normalize_class_name
     ev = [normalize_class_name(n) for n in evaluator_names]
     idx: List[int] = []
     for n in run_names:
         key = normalize_class_name(n)
         if key not in ev:
-            raise _error(f"the evaluator's classes ({', '.join(map(str, evaluator_names))}) do not "
+            raise EvalError(f"the evaluator's classes ({', '.join(map(str, evaluator_names))}) do not "
                          f"include the run's class {n!r}; use an evaluator trained on the run's "
                          f"dataset (`ganforge evaluator train --data DATA`)")
         idx.append(ev.index(key))
@@ -81,77 +75,6 @@ def conditional_scores(fake_feats: torch.Tensor, fake_pred: torch.Tensor, fake_l
             "intra_fid": float(fids[valid].mean()) if valid.any() else float("nan"),
             "fid": fid_from_features(real_feats, fake_feats),
             "per_class": per_class, "confusion": confusion.tolist()}
-
-
-def evaluate_conditional(run_dir: Union[str, Path], evaluator=None, n_per_class: int = 1000, *,
-                         seed: int = 0, which: str = "latest", split: str = "test",
-                         device: str = "cpu", data_dir: Optional[str] = None,
-                         progress: bool = False, ema: bool = True) -> Dict[str, Any]:
-    """Class accuracy, per-class table, intra-class FID and FID of a conditional run.
-
-    ``evaluator``: None (the stored domain evaluator of the run's dataset, at the run's image
-    size), an evaluator file path, or a loaded evaluator (anything with ``features_and_logits``
-    and ``class_names``). ``n_per_class`` images are generated for each class (seeded); the
-    real side is the dataset's ``split`` (all of it), falling back to the training images for
-    a folder without a test split. Returns a dict: ``accuracy``, ``intra_fid``, ``fid``,
-    ``per_class`` (list of {class, index, accuracy, real_accuracy, fid, n_fake, n_real}),
-    ``confusion`` (rows: requested class, columns: predicted), and what was compared.
-    """
-    from ganforge import evaluate
-    from ganforge.data import DataError
-    from ganforge.metrics.domain import load_evaluator
-    from ganforge.sampling import generate, load_generator
-
-    if n_per_class < 2:
-        raise _error(f"n_per_class={n_per_class}: need at least 2 images per class for a FID")
-    G, st = load_generator(run_dir, which, device, ema=ema)
-    k = int(getattr(G, "n_classes", 0))
-    if not k:
-        raise _error(f"'{run_dir}' holds an unconditional generator; class accuracy and "
-                     f"intra-class FID apply to runs trained with --task conditional")
-    data = st["data"]
-    names = list(data.get("class_names") or [str(i) for i in range(k)])
-    spec = st["config"]["data"]["name"]
-    data_dir = data_dir or st["config"]["data"].get("data_dir")
-    if evaluator is None:
-        ev = evaluate.get_extractor("domain", data_spec=spec, img_size=data["img_size"], device=device)
-    elif isinstance(evaluator, (str, Path)):
-        ev = load_evaluator(evaluator, device=device)
-    else:
-        ev = evaluator
-    to_ev = class_index_map(names, ev.class_names)
-    from_ev = torch.full((len(ev.class_names),), -1, dtype=torch.int64)
-    from_ev[to_ev] = torch.arange(k)
-
-    labels = torch.arange(k).repeat_interleave(n_per_class)
-    x = generate(G, len(labels), seed=seed, device=device, labels=labels)
-    feats, logits = ev.features_and_logits(x)
-    pred = from_ev[logits.cpu().argmax(1)]          # -1: a class the run does not have
-
-    used = split
-    try:
-        real = evaluate.real_features(ev, spec, split, img_size=data["img_size"],
-                                      channels=data["channels"], n=0, data_dir=data_dir,
-                                      with_logits=True, progress=progress)
-    except DataError:
-        used = "train"
-        real = evaluate.real_features(ev, spec, "train", img_size=data["img_size"],
-                                      channels=data["channels"], n=0, data_dir=data_dir,
-                                      with_logits=True, progress=progress)
-    if real.get("labels") is None:
-        raise _error(f"the real data '{real['data']}' ({used}) has no labels; intra-class FID "
-                     f"needs them")
-    real_names = list(real.get("class_names") or names)
-    real_y = class_index_map(real_names, names)[real["labels"].long()]  # into the run's order
-    real_pred = from_ev[real["logits"].argmax(1)] if real.get("logits") is not None else None
-    out = conditional_scores(feats.cpu(), pred, labels, real["features"], real_y, k, real_pred)
-    for row in out["per_class"]:
-        row["class"] = names[row["index"]]
-    return {"run": str(run_dir), "step": int(st.get("step", 0)), "extractor": "domain",
-            "evaluator": str(getattr(ev, "path", "") or ""),
-            "evaluator_accuracy": float(getattr(ev, "accuracy", float("nan"))),
-            "real": f"{real['data']} ({used})", "n_per_class": n_per_class,
-            "n_real": int(real["features"].shape[0]), **out}
 
 
 def format_conditional(result: Dict[str, Any]) -> str:

@@ -55,7 +55,9 @@ Class-conditional variants (``G(z, y)``, ``D(x, y)``, built with ``n_classes``, 
 other families in :mod:`ganforge.models.conditional`): conditional BN in every G norm layer
 (Miyato & Koyama 2018, §4) or a concatenated label embedding; a projection D, eq. (3) of
 Miyato & Koyama 2018, on the sum-pooled ``features(x)`` (their ResNet D is exactly this),
-or concat / AC-GAN heads.
+or concat / AC-GAN heads. The label layers come from the mixins of
+:mod:`ganforge.models.conditioning`; this module adds only the ResNet hooks (the
+Glorot-initialised projection embedding and class head).
 """
 from __future__ import annotations
 
@@ -68,8 +70,7 @@ import torch.nn.functional as F
 
 from ganforge.models import (COND_DISCRIMINATORS, COND_GENERATORS, DISCRIMINATORS,
                              GENERATORS)
-from ganforge.models.conditional import (D_METHODS, G_METHODS, ConditionalBatchNorm,
-                                         _ConditionalD, _check_cond, default_labels)
+from ganforge.models.conditioning import ConditionalDiscriminator, ConditionalGenerator
 from ganforge.models.dcgan import plan
 
 
@@ -255,62 +256,47 @@ class ResNetDiscriminator(nn.Module):
 
 # ============================================================================== conditional
 @COND_GENERATORS.register("resnet")
-class CondResNetGenerator(ResNetGenerator):
+class CondResNetGenerator(ConditionalGenerator, ResNetGenerator):
     """Class-conditional ResNet generator: ``cond='cbn'`` (default; every BN, the output one
-    included, becomes conditional BN) or ``'concat'`` (label embedding appended to z)."""
+    included, becomes conditional BN) or ``'concat'`` (label embedding appended to z).
+
+    ``G(z (N, z_dim), y (N,)) -> (N, channels, img_size, img_size)`` in [-1, 1]. The base's
+    ``_norm()`` builds the conditional BNs and its ``_generate(z, y)`` threads the labels to
+    them. Raises ValueError for bad arguments.
+    """
+
+    family = "resnet"
 
     def __init__(self, *, img_size: int, channels: int, n_classes: int, z_dim: int = 128,
                  width: int = 128, cond: str = "cbn", embed_dim: int = 0):
-        e = _check_cond("resnet", "G", n_classes, cond, G_METHODS, embed_dim)
-        # Read by _norm() while the base class builds its blocks.
-        self.n_classes, self.cond = n_classes, cond
-        extra = e if cond == "concat" else 0
-        super().__init__(img_size=img_size, channels=channels, z_dim=z_dim + extra, width=width)
-        self.z_dim, self.embed_dim = z_dim, extra
-        if cond == "concat":
-            self.embed = nn.Embedding(n_classes, e)   # N(0, 1), the scale of z
-
-    def _norm(self, num_channels: int) -> nn.Module:
-        if self.cond == "cbn":
-            return ConditionalBatchNorm(num_channels, self.n_classes)
-        return nn.BatchNorm2d(num_channels)
-
-    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if y is None:
-            y = default_labels(z.shape[0], self.n_classes, z.device)
-        z = z.reshape(z.shape[0], -1)
-        if self.cond == "concat":
-            return self._generate(torch.cat([z, self.embed(y).to(z.dtype)], dim=1), None)
-        return self._generate(z, y)
+        super().__init__(img_size=img_size, channels=channels, z_dim=z_dim, width=width,
+                         n_classes=n_classes, cond=cond, embed_dim=embed_dim)
 
 
 @COND_DISCRIMINATORS.register("resnet")
-class CondResNetDiscriminator(_ConditionalD, ResNetDiscriminator):
+class CondResNetDiscriminator(ConditionalDiscriminator, ResNetDiscriminator):
     """Class-conditional ResNet discriminator: ``cond='projection'`` (default, Miyato & Koyama
-    2018's ResNet D), ``'concat'`` or ``'acgan'``."""
+    2018's ResNet D), ``'concat'`` or ``'acgan'``.
+
+    ``D(x (N, channels, img_size, img_size), y (N,)) -> logits (N,)``. phi(x) is the
+    sum-pooled (N, ch) ``features(x)``; ``concat`` feeds e constant label-map channels with the
+    image. The projection embedding and the AC-GAN class head are Glorot-initialised as in the
+    authors' code. Raises ValueError for bad arguments.
+    """
+
+    family = "resnet"
 
     def __init__(self, *, img_size: int, channels: int, n_classes: int, width: int = 128,
                  dropout: float = 0.0, cond: str = "projection", embed_dim: int = 0):
-        e = _check_cond("resnet", "D", n_classes, cond, D_METHODS, embed_dim)
-        extra = e if cond == "concat" else 0
-        # concat: the first conv sees the image plus e constant "label map" channels.
-        super().__init__(img_size=img_size, channels=channels + extra, width=width,
-                         dropout=dropout)
-        self.channels, self.n_classes, self.d_cond, self.embed_dim = channels, n_classes, cond, extra
-        dim = self.head.in_features
-        if cond == "concat":
-            self.embed = nn.Embedding(n_classes, e)
-        elif cond == "projection":
-            # eq. (3): logit = psi(phi(x)) + embed(y) . phi(x); Glorot-initialised as in the
-            # authors' code.
-            self.embed = nn.Embedding(n_classes, dim)
-            nn.init.xavier_uniform_(self.embed.weight)
-        else:
-            self.classifier = nn.Linear(dim, n_classes)
-            nn.init.xavier_uniform_(self.classifier.weight)
-            nn.init.zeros_(self.classifier.bias)
+        super().__init__(img_size=img_size, channels=channels, width=width, dropout=dropout,
+                         n_classes=n_classes, cond=cond, embed_dim=embed_dim)
 
-    spec_name = "resnet"
+    def _init_projection_(self, weight: torch.Tensor) -> None:
+        # eq. (3): logit = psi(phi(x)) + embed(y) . phi(x); Glorot as in the authors' code.
+        nn.init.xavier_uniform_(weight)
 
-    def features(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return super().features(self.with_label_maps(x, y) if self.d_cond == "concat" else x)
+    def _class_head(self) -> nn.Module:
+        head = nn.Linear(self._phi_dim(), self.n_classes)
+        nn.init.xavier_uniform_(head.weight)
+        nn.init.zeros_(head.bias)
+        return head

@@ -31,14 +31,13 @@ SN_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding)
 
 
 def _exempt(module: nn.Module) -> set:
-    """Ids of layers that are not linear maps of the features and must keep their scale: the
-    per-class gain/bias tables of conditional BatchNorm (gains start at 1; normalising the
-    K x C table would shrink every gain to about 1/sqrt(K*C))."""
-    from ganforge.models.conditional import ConditionalBatchNorm  # lazy: models imports us
-
+    """Ids of layers that are not linear maps of the features and must keep their scale: every
+    layer inside a module marked ``spectral_norm_exempt = True``, such as the per-class
+    gain/bias tables of conditional BatchNorm (gains start at 1; normalising the K x C table
+    would shrink every gain to about 1/sqrt(K*C))."""
     out = set()
     for m in module.modules():
-        if isinstance(m, ConditionalBatchNorm):
+        if getattr(m, "spectral_norm_exempt", False):
             out.update(id(c) for c in m.modules())
     return out
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -87,3 +87,33 @@ def write_gif(frames: Sequence[str | Path], path: str | Path, duration_ms: int =
     tmp = path.with_name(f".{path.name}.tmp")
     imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=durations, loop=0)
     os.replace(tmp, path)
+
+
+def triplet_grid(inputs: torch.Tensor, translated: torch.Tensor, reconstructed: torch.Tensor,
+                 columns: int = 8) -> torch.Tensor:
+    """(C, H, W) grid in [-1, 1]: for every ``columns`` images, a row of inputs, a row of their
+    translations and a row of the reconstructions (short rows padded with white)."""
+    n = inputs.shape[0]
+    cols = max(1, min(columns, n))
+    tiles = []
+    for s in range(0, n, cols):
+        for part in (inputs, translated, reconstructed):
+            chunk = part[s:s + cols].detach().float().cpu()
+            if chunk.shape[0] < cols:
+                pad = torch.ones((cols - chunk.shape[0], *chunk.shape[1:]))
+                chunk = torch.cat([chunk, pad])
+            tiles.append(chunk)
+    return make_grid(torch.cat(tiles), nrow=cols)
+
+
+def stack_bands(bands: List[torch.Tensor], gap: int = 6) -> torch.Tensor:
+    """Stack (C, H, W) grids vertically with a white gap, padding widths to the widest."""
+    width = max(b.shape[-1] for b in bands)
+    out = []
+    for i, b in enumerate(bands):
+        if b.shape[-1] < width:
+            b = torch.cat([b, torch.ones((b.shape[0], b.shape[1], width - b.shape[-1]))], dim=2)
+        if i:
+            out.append(torch.ones((b.shape[0], gap, width)))
+        out.append(b)
+    return torch.cat(out, dim=1)

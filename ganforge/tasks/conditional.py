@@ -21,7 +21,7 @@ real), and G and D then agree on a permuted label mapping. On Fashion-MNIST (5 C
 5600 steps, domain-evaluator class accuracy) the paper's form made 4 of 10 classes come out as
 other classes (35.4 %); with the class head trained on real images only: 97.9 %.
 
-How G and D see the label is ``cond.method`` (see :mod:`ganforge.models.conditional`):
+How G and D see the label is ``cond.method`` (see :mod:`ganforge.models.conditioning`):
 ``concat``, ``cbn``, ``projection`` (default) or ``acgan`` (the only one with a class head C).
 
 Matching-aware discriminator (Reed et al. 2016, "Generative Adversarial Text to Image
@@ -50,20 +50,25 @@ checkpoint, so ``ganforge sample`` without ``--class`` draws classes as training
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Dict, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ganforge import models
+from ganforge import models, scoring
 from ganforge.config import ConfigError
 from ganforge.data.base import DataError
+from ganforge.data.classes import resolve_class
 from ganforge.distributed import SINGLE, DistInfo, local_slice
+from ganforge.errors import EvalError, UserError
 from ganforge.losses import LOSSES, d_prob
-from ganforge.tasks import TASKS, Batch, DataInfo
-from ganforge.tasks.gan import GANTask, build_d
+from ganforge.metrics.conditional import class_index_map, conditional_scores
+from ganforge.metrics.domain import load_evaluator
+from ganforge.models.conditioning import recipe
+from ganforge.tasks import TASKS, Batch, DataInfo, EvalRequest
+from ganforge.tasks.gan import GANTask, NoiseModel, build_d, generate
 
-CLASS_WEIGHTS = ("none", "inverse")
 #: Up to this many classes the progress grid is K x K with row c showing class c.
 GRID_MAX_CLASSES = 16
 
@@ -98,11 +103,147 @@ def weighted_d_loss(objective, real_logits: torch.Tensor, fake_logits: torch.Ten
     return (w * per_image).sum() / w.sum()
 
 
+# ----------------------------------------------------------------------------- use-time face
+class ConditionalModel(NoiseModel):
+    """A trained class-conditional GAN: ``G(z, y)`` with ``y`` one of ``class_names``.
+
+    ``sample(n, seed, classes)``: ``classes`` is one class for all n (an index or a name, in
+    the forgiving spelling of ``--class``: any case, ``-``/``_``/space/``/`` alike) or a
+    sequence of n; None draws the classes as G's training labels were (``label_probs``).
+    The same seed and class give the same images however the class is named.
+    ``evaluate`` adds to the unconditional scores, with the domain evaluator, the class
+    accuracy, per-class table and intra-class FID of :meth:`class_scores`."""
+
+    @property
+    def class_names(self) -> List[str]:
+        k = int(self.generator.n_classes)
+        return list(self.info.class_names or [str(i) for i in range(k)])
+
+    def labels_for(self, n: int, seed: int = 0, classes: Any = None) -> torch.Tensor:
+        """The (n,) int64 labels :meth:`sample` uses for ``classes`` (see the class docstring)."""
+        names, k = self.class_names, len(self.class_names)
+        if classes is None:
+            prior = self.task_state.get("label_probs")   # G's training label distribution
+            probs = prior.double().cpu() if prior is not None and prior.sum() > 0 \
+                else torch.ones(k, dtype=torch.float64)
+            return torch.multinomial(probs / probs.sum(), n, replacement=True,
+                                     generator=torch.Generator().manual_seed(seed + 1))
+        if isinstance(classes, torch.Tensor) and classes.dim() == 1:
+            classes = classes.tolist()
+        if isinstance(classes, Sequence) and not isinstance(classes, str):
+            y = [resolve_class(c, names) for c in classes]
+            if len(y) != n:
+                raise UserError(f"classes: got {len(y)} classes for n={n} images; give one class "
+                                f"or one per image")
+            return torch.tensor(y, dtype=torch.int64)
+        return torch.full((n,), resolve_class(classes, names), dtype=torch.int64)
+
+    def sample(self, n: int, seed: int = 0, classes: Any = None, batch_size: int = 256) -> torch.Tensor:
+        labels = self.labels_for(n, seed, classes)
+        return generate(self.generator, n, seed=seed, batch_size=batch_size, device=self.device,
+                        labels=labels)
+
+    def _generate_batch(self, G: torch.nn.Module, z: torch.Tensor, start: int) -> torch.Tensor:
+        k = int(G.n_classes)      # every class in turn: balanced
+        return G(z, (torch.arange(start, start + z.shape[0]) % k).to(z.device))
+
+    def evaluate(self, req: EvalRequest) -> Dict[str, Any]:
+        result = super().evaluate(req)
+        if req.extractor == "domain":
+            k = len(self.class_names)
+            cond = self.class_scores(evaluator=req.weights, n_per_class=max(50, req.n // k),
+                                     seed=req.seed, split=req.split, device=req.device,
+                                     data_dir=req.data_dir)
+            result.update({key: v for key, v in cond.items() if key not in result})
+        return result
+
+    def class_scores(self, evaluator=None, n_per_class: int = 1000, *, seed: int = 0,
+                     split: str = "test", device: str = "cpu", data_dir: Optional[str] = None,
+                     progress: bool = False) -> Dict[str, Any]:
+        """Class accuracy, per-class table, intra-class FID and FID (see
+        :mod:`ganforge.metrics.conditional`).
+
+        ``evaluator``: None (the stored domain evaluator of the run's dataset, at the run's
+        image size), an evaluator file path, or a loaded evaluator (anything with
+        ``features_and_logits`` and ``class_names``). ``n_per_class`` images are generated for
+        each class (seeded); the real side is the dataset's ``split`` (all of it), falling back
+        to the training images for a folder without a test split. Returns a dict:
+        ``accuracy``, ``intra_fid``, ``fid``, ``per_class`` (list of {class, index, accuracy,
+        real_accuracy, fid, n_fake, n_real}), ``confusion`` (rows: requested class, columns:
+        predicted), and what was compared. Raises :class:`EvalError` for n_per_class < 2, an
+        evaluator without the run's classes, or real data without labels."""
+        if n_per_class < 2:
+            raise EvalError(f"n_per_class={n_per_class}: need at least 2 images per class for a FID")
+        info = self.info
+        names, k = self.class_names, len(self.class_names)
+        spec = info.data
+        data_dir = data_dir or info.data_dir
+        if evaluator is None:
+            ev = scoring.get_extractor("domain", data_spec=spec, img_size=info.img_size, device=device)
+        elif isinstance(evaluator, (str, Path)):
+            ev = load_evaluator(evaluator, device=device)
+        else:
+            ev = evaluator
+        to_ev = class_index_map(names, ev.class_names)
+        from_ev = torch.full((len(ev.class_names),), -1, dtype=torch.int64)
+        from_ev[to_ev] = torch.arange(k)
+
+        labels = torch.arange(k).repeat_interleave(n_per_class)
+        x = generate(self.generator, len(labels), seed=seed, device=self.device, labels=labels)
+        feats, logits = ev.features_and_logits(x)
+        pred = from_ev[logits.cpu().argmax(1)]          # -1: a class the run does not have
+
+        used = split
+        opts = dict(img_size=info.img_size, channels=info.channels, n=0, data_dir=data_dir,
+                    with_logits=True, progress=progress)
+        try:
+            real = scoring.real_features(ev, spec, split, **opts)
+        except DataError:
+            used = "train"
+            real = scoring.real_features(ev, spec, "train", **opts)
+        if real.get("labels") is None:
+            raise EvalError(f"the real data '{real['data']}' ({used}) has no labels; intra-class "
+                            f"FID needs them")
+        real_names = list(real.get("class_names") or names)
+        real_y = class_index_map(real_names, names)[real["labels"].long()]  # into the run's order
+        real_pred = from_ev[real["logits"].argmax(1)] if real.get("logits") is not None else None
+        out = conditional_scores(feats.cpu(), pred, labels, real["features"], real_y, k, real_pred)
+        for row in out["per_class"]:
+            row["class"] = names[row["index"]]
+        return {"run": str(info.source), "step": info.step, "extractor": "domain",
+                "evaluator": str(getattr(ev, "path", "") or ""),
+                "evaluator_accuracy": float(getattr(ev, "accuracy", float("nan"))),
+                "real": f"{real['data']} ({used})", "n_per_class": n_per_class,
+                "n_real": int(real["features"].shape[0]), **out}
+
+
 # ----------------------------------------------------------------------------- the task
 @TASKS.register("conditional", help="class-conditional GAN: G(z, y) vs D(x, y); "
                                     "cond.method=projection (default), cbn, concat or acgan")
 class ConditionalGANTask(GANTask):
     progress_keys = ("loss_D", "loss_G", "D(x)", "D(G(z))")
+    config_section = "cond"
+    trained_class = ConditionalModel
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """The cond.* combinations that cannot work, refused before any data is loaded."""
+        super().check_config(cfg)
+        c = cfg.cond
+        try:
+            _, d_cond = recipe(c.method, c.g_method)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if c.balance and c.class_weights != "none":
+            raise ConfigError("cond.balance and cond.class_weights both correct for class "
+                              "imbalance (resampling vs loss weights); choose one")
+        if c.class_weights != "none" and LOSSES.get(cfg.train.loss).g_needs_real:
+            raise ConfigError(f"cond.class_weights={c.class_weights} weights each real image's loss, "
+                              f"but train.loss={cfg.train.loss} compares each image with the batch "
+                              f"average; use cond.balance instead, or another loss")
+        if c.matching_weight > 0 and d_cond == "acgan":
+            raise ConfigError("cond.matching_weight needs a D whose real/fake score sees the "
+                              "label (concat, cbn or projection); AC-GAN's does not")
 
     # ------------------------------------------------------------------ data
     @classmethod
@@ -136,30 +277,12 @@ class ConditionalGANTask(GANTask):
     # ------------------------------------------------------------------ construction
     def __init__(self, cfg, *, img_size: int, channels: int, device: torch.device,
                  n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE):
-        from ganforge.models.conditional import recipe
         c = cfg.cond
         if n_classes < 2:
             raise DataError(f"--task conditional needs labeled data with at least 2 classes "
                             f"(got {n_classes})")
-        try:
-            self.g_cond, self.d_cond = recipe(c.method, c.g_method)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if c.class_weights not in CLASS_WEIGHTS:
-            raise ConfigError(f"cond.class_weights='{c.class_weights}': use "
-                              f"{' or '.join(CLASS_WEIGHTS)}")
-        if c.balance and c.class_weights != "none":
-            raise ConfigError("cond.balance and cond.class_weights both correct for class "
-                              "imbalance (resampling vs loss weights); choose one")
-        if c.matching_weight < 0 or c.ac_weight < 0:
-            raise ConfigError("cond.matching_weight and cond.ac_weight must be >= 0")
-        if c.class_weights != "none" and LOSSES.get(cfg.train.loss).g_needs_real:
-            raise ConfigError(f"cond.class_weights={c.class_weights} weights each real image's loss, "
-                              f"but train.loss={cfg.train.loss} compares each image with the batch "
-                              f"average; use cond.balance instead, or another loss")
-        if c.matching_weight > 0 and self.d_cond == "acgan":
-            raise ConfigError("cond.matching_weight needs a D whose real/fake score sees the "
-                              "label (concat, cbn or projection); AC-GAN's does not")
+        self.check_config(cfg)
+        self.g_cond, self.d_cond = recipe(c.method, c.g_method)
         self.n_classes = n_classes
         super().__init__(cfg, img_size=img_size, channels=channels, device=device,
                          n_classes=n_classes, seed=seed, dist=dist)

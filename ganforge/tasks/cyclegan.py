@@ -46,6 +46,8 @@ paper's k = 64); ``model.name`` and ``train.loss`` are not used by this task.
 """
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -53,10 +55,18 @@ import torch.nn.functional as F
 
 from ganforge import models
 from ganforge.config import ConfigError
+from ganforge.data import to_float
+from ganforge.data.base import DATASETS, DataError
+from ganforge.data.domains import (DomainPair, TwoDomainLoader, domain_specs, load_domain,
+                                   load_domain_pair, normalize_class, parse_domain, to_test_split)
 from ganforge.distributed import SINGLE, DistInfo
+from ganforge.errors import EvalError
+from ganforge.metrics.domain import load_evaluator
+from ganforge.metrics.fid import fid_from_features
 from ganforge.regularize.image_pool import ImagePool
 from ganforge.regularize.toolbox import DToolbox
-from ganforge.tasks import TASKS, Batch, DataInfo, Phase, Task
+from ganforge.report.images import stack_bands, triplet_grid
+from ganforge.tasks import TASKS, Batch, DataInfo, EvalRequest, Phase, Task, TrainedModel
 from ganforge.tasks.gan import build_d, build_objective
 
 #: At most this many fixed test images per domain in the progress grid.
@@ -64,17 +74,206 @@ MAX_FIXED_PER_DOMAIN = 16
 GRID_COLUMNS = 8
 
 
+# ----------------------------------------------------------------------------- use-time face
+DIRECTIONS = ("a2b", "b2a")
+
+
+def pick(nets: Dict[str, torch.nn.Module], direction: str) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """(forward, backward) generators for ``direction``: a2b -> (G_AB, G_BA), b2a -> (G_BA, G_AB)."""
+    if direction not in DIRECTIONS:
+        raise DataError(f"--direction '{direction}': use a2b or b2a")
+    return (nets["G_AB"], nets["G_BA"]) if direction == "a2b" else (nets["G_BA"], nets["G_AB"])
+
+
+class TranslationModel(TrainedModel):
+    """A trained CycleGAN: ``G_AB`` translates domain A into B, ``G_BA`` B into A.
+
+    ``translate(images, "a2b"|"b2a")`` takes float [-1, 1] NCHW images at the run's size and
+    channel count (:meth:`source_images` gives the run's own test images of a domain).
+    ``evaluate`` scores the translations of each domain's test images (see
+    :meth:`translation_scores`)."""
+
+    inputs = "image"
+    usage = ("which translates images rather than sampling from noise; use `ganforge translate "
+             "RUN --direction a2b INPUT --out DIR`")
+    directions = DIRECTIONS
+
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor, direction: str = "a2b", *, batch_size: int = 64,
+                  reconstruct: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(translated, reconstructed or None): float32 [-1, 1] CPU tensors shaped like
+        ``images``, ``batch_size`` images at a time. Raises DataError for another direction."""
+        fwd, back = pick(self.modules, direction)
+        dev = self.device
+        outs, recs = [], []
+        for i in range(0, images.shape[0], batch_size):
+            y = fwd(images[i:i + batch_size].to(dev)).float().clamp(-1, 1)
+            outs.append(y.cpu())
+            if reconstruct:
+                recs.append(back(y).float().clamp(-1, 1).cpu())
+        empty = torch.empty(0, *images.shape[1:])
+        out = torch.cat(outs) if outs else empty
+        rec = (torch.cat(recs) if recs else empty) if reconstruct else None
+        return out, rec
+
+    def domain_spec(self, which: str) -> str:
+        """The training domain spec of domain ``which`` ('a' or 'b')."""
+        cfg = self.info.config
+        cg = cfg.get("cyclegan") or {}
+        a, b = domain_specs(cfg.get("data", {}).get("name", ""), cg.get("domain_a", ""),
+                            cg.get("domain_b", ""))
+        return a if which == "a" else b
+
+    def domain_images(self, which: str, split: str = "test", *, limit: int = 0,
+                      data_dir: Optional[str] = None) -> Tuple[torch.Tensor, str]:
+        """uint8 (N, C, H, W) images of the run's own domain ``which`` ('a'/'b') at the run's
+        size, and the name of what was loaded. ``split='test'`` falls back to the training
+        images when the domain has no test split."""
+        spec = parse_domain(self.domain_spec(which))
+        if split == "test":
+            t = to_test_split(spec)
+            spec = t if t is not None else spec
+        ds = load_domain(spec, "train", img_size=self.info.img_size, channels=self.info.channels,
+                         limit=limit, data_dir=data_dir or self.info.data_dir)
+        return ds.images, ds.name
+
+    def source_images(self, direction: str, split: str = "test", **kw) -> Tuple[torch.Tensor, str]:
+        """:meth:`domain_images` of the source domain of ``direction``."""
+        pick(self.modules, direction)
+        return self.domain_images("a" if direction == "a2b" else "b", split, **kw)
+
+    def evaluate(self, req: EvalRequest) -> Dict[str, Any]:
+        if req.extractor != "domain":
+            raise EvalError("cyclegan runs are scored with the domain evaluator (--extractor domain)")
+        return self.translation_scores(evaluator=req.weights, n=min(req.n, 1000) if req.n else 1000,
+                                       device=req.device, data_dir=req.data_dir)
+
+    @torch.no_grad()
+    def translation_scores(self, evaluator: Any = None, n: int = 1000, *,
+                           device: str | torch.device = "cpu", batch_size: int = 250,
+                           data_dir: Optional[str] = None) -> Dict[str, float]:
+        """Scores on up to ``n`` test images per domain (the first n, so repeated calls agree).
+
+        For each direction (a2b: G_AB on test A; b2a: G_BA on test B):
+
+        - ``*_target_rate``: fraction of translated images that a classifier (the domain
+          evaluator, trained on the whole labeled dataset) assigns to the *target* domain's
+          class. ``real_*_rate`` is the same classifier on the real test images of that class:
+          the ceiling the translations can be compared with.
+        - ``cycle_l1_*``: mean absolute error per pixel between an image and its round trip
+          (``F(G(x))`` vs ``x``), in [-1, 1] units (a uniform error of 0.1 is 5 % of the range).
+        - ``fid_*``: Fréchet distance, in the evaluator's feature space, between the translated
+          images and the real test images of the target domain. ``fid_real_a_vs_b`` (the two
+          real test sets) is the score of "translating" by doing nothing, for scale.
+
+        ``evaluator``: None (the stored domain evaluator of the domains' dataset, when both are
+        classes of one named dataset), a dataset spec or evaluator file path, or an object with
+        ``predict(x)``, ``features(x)`` and ``class_names``. Without one only the cycle scores
+        are computed (with a warning). Returns a flat ``{name: float}``: ``cycle_l1``,
+        ``cycle_l1_a``, ``cycle_l1_b``, ``n_a``, ``n_b`` always; with an evaluator also
+        ``target_rate``, ``a2b_target_rate``, ``b2a_target_rate``, ``real_a_rate``,
+        ``real_b_rate``, ``fid_a2b``, ``fid_b2a``, ``fid_real_a_vs_b``."""
+        self.to(device)
+        spec_a, spec_b = self.domain_spec("a"), self.domain_spec("b")
+        xa = to_float(self.domain_images("a", "test", limit=n, data_dir=data_dir)[0])
+        xb = to_float(self.domain_images("b", "test", limit=n, data_dir=data_dir)[0])
+        fake_b, rec_a = self.translate(xa, "a2b", batch_size=batch_size, reconstruct=True)
+        fake_a, rec_b = self.translate(xb, "b2a", batch_size=batch_size, reconstruct=True)
+        out: Dict[str, float] = {"n_a": float(len(xa)), "n_b": float(len(xb))}
+        out["cycle_l1_a"] = float((rec_a - xa).abs().mean())
+        out["cycle_l1_b"] = float((rec_b - xb).abs().mean())
+        out["cycle_l1"] = (out["cycle_l1_a"] + out["cycle_l1_b"]) / 2
+
+        ev = _resolve_evaluator(evaluator, self.info.img_size, spec_a, spec_b, device)
+        if ev is None:
+            warnings.warn(f"translation scores: no classifier for domains '{spec_a}' / '{spec_b}' "
+                          f"(not classes of one named dataset); only cycle scores computed. Pass "
+                          f"evaluator=... for target-class rates and FID", stacklevel=2)
+            return out
+        ka, kb = _class_index(ev, spec_a), _class_index(ev, spec_b)
+
+        def predict(x):
+            return torch.cat([ev.predict(x[i:i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
+
+        def feats(x):
+            return torch.cat([ev.features(x[i:i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
+
+        if ka is not None and kb is not None:
+            out["a2b_target_rate"] = float((predict(fake_b) == kb).float().mean())
+            out["b2a_target_rate"] = float((predict(fake_a) == ka).float().mean())
+            out["target_rate"] = (out["a2b_target_rate"] + out["b2a_target_rate"]) / 2
+            out["real_a_rate"] = float((predict(xa) == ka).float().mean())
+            out["real_b_rate"] = float((predict(xb) == kb).float().mean())
+        else:
+            warnings.warn(f"translation scores: the evaluator's classes "
+                          f"({', '.join(getattr(ev, 'class_names', []))}) do not name the domains "
+                          f"'{spec_a}' / '{spec_b}'; target-class rates skipped", stacklevel=2)
+        f_xa, f_xb, f_fb, f_fa = feats(xa), feats(xb), feats(fake_b), feats(fake_a)
+        if min(len(xa), len(xb)) >= 2:
+            out["fid_a2b"] = fid_from_features(f_xb, f_fb)
+            out["fid_b2a"] = fid_from_features(f_xa, f_fa)
+            out["fid_real_a_vs_b"] = fid_from_features(f_xa, f_xb)
+        return out
+
+
+def _domain_class(spec: str) -> Tuple[Optional[str], Optional[str]]:
+    """(registered dataset, class) of a domain spec, or (None, None) for other domains."""
+    try:
+        s = parse_domain(spec)
+    except DataError:
+        return None, None
+    return (s.source, s.cls) if s.source in DATASETS and s.cls else (None, None)
+
+
+def _resolve_evaluator(evaluator: Any, img_size: int, spec_a: str, spec_b: str, device):
+    if evaluator is None:
+        (da, _), (db, _) = _domain_class(spec_a), _domain_class(spec_b)
+        if da is None or da != db:
+            return None
+        return load_evaluator(da, img_size=img_size, device=device)
+    if isinstance(evaluator, (str, Path)):
+        return load_evaluator(evaluator, img_size=img_size, device=device)
+    return evaluator
+
+
+def _class_index(evaluator, spec: str) -> Optional[int]:
+    _, cls = _domain_class(spec)
+    if cls is None:                  # a folder domain: try its folder name as the class
+        try:
+            cls = Path(parse_domain(spec).source).name
+        except DataError:
+            return None
+    names = [normalize_class(c) for c in getattr(evaluator, "class_names", [])]
+    key = normalize_class(cls)
+    return names.index(key) if key in names else None
+
+
+def format_translation(scores: Dict[str, float]) -> str:
+    """A small text table of :meth:`TranslationModel.translation_scores`' result."""
+    rows = []
+    for k, v in scores.items():
+        if k.startswith("n_"):
+            rows.append(f"  {k:<18} {int(v)}")
+        elif "rate" in k:
+            rows.append(f"  {k:<18} {v:7.2%}")
+        else:
+            rows.append(f"  {k:<18} {v:9.4f}")
+    return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------- the task
 @TASKS.register("cyclegan", help="CycleGAN: unpaired image-to-image translation between "
                                  "two domains (--domain-a, --domain-b)")
 class CycleGANTask(Task):
-    ema_sources = ("G_AB", "G_BA")
+    generators = ("G_AB", "G_BA")
     discriminators = ("D_A", "D_B")
     progress_keys = ("loss_D_X", "loss_D_Y", "loss_G", "loss_cycle", "loss_identity")
+    config_section = "cyclegan"
+    trained_class = TranslationModel
 
     # ------------------------------------------------------------------ data
     @classmethod
     def load_data(cls, cfg):
-        from ganforge.data.domains import domain_specs, load_domain_pair
         d, c = cfg.data, cfg.cyclegan
         a, b = domain_specs(d.name, c.domain_a, c.domain_b)
         return load_domain_pair(a, b, img_size=d.img_size, channels=d.channels,
@@ -83,7 +282,6 @@ class CycleGANTask(Task):
 
     @classmethod
     def describe_data(cls, data) -> DataInfo:
-        from ganforge.data.domains import DomainPair
         if not isinstance(data, DomainPair):
             raise ConfigError(f"the cyclegan task trains on two domains (a DomainPair from "
                               f"ganforge.data.domains.load_domain_pair), got "
@@ -95,7 +293,6 @@ class CycleGANTask(Task):
 
     @classmethod
     def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
-        from ganforge.data.domains import TwoDomainLoader
         t, c = cfg.train, cfg.cyclegan
         return TwoDomainLoader(data.a.images, data.b.images, batch_size=t.batch_size,
                                seed=t.seed, device=device, channels_last=t.channels_last,
@@ -109,8 +306,8 @@ class CycleGANTask(Task):
     # ------------------------------------------------------------------ networks
     def __init__(self, cfg, *, img_size: int, channels: int, device: torch.device,
                  n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE):
-        super().__init__()
-        self.dist = dist
+        super().__init__(cfg, img_size=img_size, channels=channels, device=device,
+                         n_classes=n_classes, seed=seed, dist=dist)
         c, m, t = cfg.cyclegan, cfg.model, cfg.train
         if t.d_steps != 1:
             raise ConfigError(f"train.d_steps={t.d_steps}: the cyclegan task alternates one "
@@ -118,7 +315,6 @@ class CycleGANTask(Task):
         for key, v in (("lambda_cyc", c.lambda_cyc), ("lambda_id", c.lambda_id)):
             if v < 0:
                 raise ConfigError(f"cyclegan.{key}={v}: must be >= 0")
-        self.cfg, self.device = cfg, device
         self.lambda_cyc, self.lambda_id = float(c.lambda_cyc), float(c.lambda_id)
         gkw = dict(img_size=img_size, channels=channels, width=m.g_width, n_blocks=c.n_blocks)
         dkw = dict(img_size=img_size, channels=channels, width=m.d_width, n_layers=c.d_layers)
@@ -241,7 +437,6 @@ class CycleGANTask(Task):
         if self._data is None:
             raise RuntimeError("CycleGANTask.fixed_inputs needs the data: call bind_data(pair) "
                                "first (the trainer does)")
-        from ganforge.data import to_float
         k = max(1, min(n // 2, MAX_FIXED_PER_DOMAIN))
         out = {}
         for key, which in (("a", "a"), ("b", "b")):
@@ -253,8 +448,7 @@ class CycleGANTask(Task):
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: str = "a2b") -> Tuple[torch.Tensor, torch.Tensor]:
         """(translated, reconstructed) for images of the source domain of ``direction``."""
-        g_ab, g_ba = self.ema_or("G_AB"), self.ema_or("G_BA")
-        fwd, back = (g_ab, g_ba) if direction == "a2b" else (g_ba, g_ab)
+        fwd, back = pick({"G_AB": self.ema_or("G_AB"), "G_BA": self.ema_or("G_BA")}, direction)
         y = fwd(x)
         return y, back(y)
 
@@ -295,34 +489,3 @@ def run_stacked(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
 def cycle_l1(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference per pixel, in float32 (``|.|_1`` of the module docstring)."""
     return F.l1_loss(x.float(), target.float())
-
-
-def triplet_grid(inputs: torch.Tensor, translated: torch.Tensor, reconstructed: torch.Tensor,
-                 columns: int = GRID_COLUMNS) -> torch.Tensor:
-    """(C, H, W) grid in [-1, 1]: for every ``columns`` images, a row of inputs, a row of their
-    translations and a row of the reconstructions (short rows padded with white)."""
-    from ganforge.report.images import make_grid
-    n = inputs.shape[0]
-    cols = max(1, min(columns, n))
-    tiles = []
-    for s in range(0, n, cols):
-        for part in (inputs, translated, reconstructed):
-            chunk = part[s:s + cols].detach().float().cpu()
-            if chunk.shape[0] < cols:
-                pad = torch.ones((cols - chunk.shape[0], *chunk.shape[1:]))
-                chunk = torch.cat([chunk, pad])
-            tiles.append(chunk)
-    return make_grid(torch.cat(tiles), nrow=cols)
-
-
-def stack_bands(bands: List[torch.Tensor], gap: int = 6) -> torch.Tensor:
-    """Stack (C, H, W) grids vertically with a white gap, padding widths to the widest."""
-    width = max(b.shape[-1] for b in bands)
-    out = []
-    for i, b in enumerate(bands):
-        if b.shape[-1] < width:
-            b = torch.cat([b, torch.ones((b.shape[0], b.shape[1], width - b.shape[-1]))], dim=2)
-        if i:
-            out.append(torch.ones((b.shape[0], gap, width)))
-        out.append(b)
-    return torch.cat(out, dim=1)

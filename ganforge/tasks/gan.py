@@ -11,31 +11,99 @@ parameters, so D's weight gradients are never computed in the G phase.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from ganforge import models
+from ganforge import models, scoring
 from ganforge.config import ConfigError
 from ganforge.distributed import SINGLE, DistInfo, local_slice
+from ganforge.errors import UserError
 from ganforge.losses import LOSSES, d_prob
 from ganforge.regularize.toolbox import DToolbox
-from ganforge.tasks import TASKS, Batch, Phase, Task
+from ganforge.tasks import (TASKS, Batch, EvalRequest, Phase, Task, TrainedModel, eval_mode)
+
+
+# ----------------------------------------------------------------------------- use-time face
+@torch.no_grad()
+def generate(G: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 256,
+             device: str | torch.device = "cpu", labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``n`` images (float32 (n, C, H, W) in [-1, 1], CPU) from ``G``, with noise from a
+    generator seeded ``seed`` drawn ``batch_size`` rows at a time; ``labels`` (n,) int64 are
+    the classes for a conditional G(z, y)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    with eval_mode(G):
+        for i in range(0, n, batch_size):
+            m = min(batch_size, n - i)
+            z = torch.randn(m, G.z_dim, generator=g).to(device)
+            x = G(z) if labels is None else G(z, labels[i:i + m].to(device))
+            out.append(x.float().clamp(-1, 1).cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+class NoiseModel(TrainedModel):
+    """A trained unconditional GAN: ``G(z)`` with ``z ~ N(0, I)`` of ``G.z_dim`` dimensions.
+
+    ``sample(n, seed)``: the same seed gives the same images on any device. ``evaluate``: FID,
+    KID, precision/recall, density/coverage (as asked) of ``n`` samples against the real split
+    of the data the run trained on, in the feature space of the requested extractor."""
+
+    inputs = "noise"
+    usage = "which generates images from noise; use `ganforge sample`"
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        """The generator used (``G``, or its average ``G_ema`` when the run kept one)."""
+        return self.modules["G"]
+
+    def sample(self, n: int, seed: int = 0, classes: Any = None, batch_size: int = 256) -> torch.Tensor:
+        if classes is not None:
+            raise UserError(f"--class {classes}: '{self.info.source}' holds an unconditional "
+                            f"generator, which cannot be asked for a class; train one with "
+                            f"--task conditional")
+        return generate(self.generator, n, seed=seed, batch_size=batch_size, device=self.device)
+
+    def eval_batches(self, n: int, seed: int = 0, batch_size: int = 250) -> Iterator[torch.Tensor]:
+        """``n`` images in batches of ``batch_size`` (noise from a generator seeded ``seed``)."""
+        G, dev = self.generator, self.device
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad(), eval_mode(G):
+            for i in range(0, n, batch_size):
+                m = min(batch_size, n - i)
+                z = torch.randn(m, G.z_dim, generator=g).to(dev)
+                yield self._generate_batch(G, z, i).float().clamp(-1, 1)
+
+    def _generate_batch(self, G: torch.nn.Module, z: torch.Tensor, start: int) -> torch.Tensor:
+        return G(z)
+
+    def evaluate(self, req: EvalRequest) -> Dict[str, Any]:
+        info = self.info
+        spec = info.data
+        ex = scoring.get_extractor(req.extractor, data_spec=spec, img_size=info.img_size,
+                                   weights=req.weights, device=req.device)
+        real = scoring.real_features(ex, spec, req.split, img_size=info.img_size,
+                                     channels=info.channels, n=req.n,
+                                     data_dir=req.data_dir or info.data_dir, progress=req.progress)
+        scores = scoring.score_images(self.eval_batches(req.n, req.seed), ex, real,
+                                      metrics=req.metrics, seed=req.seed)
+        return {"step": info.step, "extractor": ex.name, "generator": info.modules.get("G", "G"),
+                "real": f"{real['data']} ({req.split})", "n_real": real["n"], "n_fake": req.n,
+                **scores}
 
 
 @TASKS.register("gan", help="unconditional GAN: G(z) vs D(x)")
 class GANTask(Task):
     progress_keys = ("loss_D", "loss_G", "D(x)", "D(G(z))")
-    ema_sources = ("G",)
+    generators = ("G",)
     discriminators = ("D",)
+    trained_class = NoiseModel
 
     def __init__(self, cfg, *, img_size: int, channels: int, device: torch.device,
                  n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE):
-        super().__init__()
-        self.dist = dist
+        super().__init__(cfg, img_size=img_size, channels=channels, device=device,
+                         n_classes=n_classes, seed=seed, dist=dist)
         m, t = cfg.model, cfg.train
-        self.cfg = cfg
-        self.device = device
         self.z_dim = m.z_dim
         self.batch_size = t.batch_size
         G, D = self.build_networks(img_size=img_size, channels=channels, n_classes=n_classes)
@@ -127,13 +195,8 @@ class GANTask(Task):
 
     @torch.no_grad()
     def render(self, fixed: Dict[str, torch.Tensor]) -> torch.Tensor:
-        G = self.ema_or("G")
-        was = G.training
-        G.eval()
-        try:
+        with eval_mode(self.ema_or("G")) as G:
             return G(**fixed).float()
-        finally:
-            G.train(was)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"noise_gen": self.noise_gen.get_state(), "toolbox": self.toolbox.state_dict()}
