@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make train   set everything up and train the default model (DCGAN on Fashion-MNIST)
-#   make test    set everything up and run the test suite
+#   make test    set everything up, check the import layers (lint-imports) and run the test suite
 VENV ?= .venv
 ARGS ?=
 
@@ -12,6 +12,7 @@ train: setup
 	$(VENV)/bin/ganforge train --config dcgan-fashion-mnist $(ARGS)
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q -n 2 $(ARGS)
 
 bench: setup

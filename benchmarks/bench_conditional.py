@@ -67,9 +67,10 @@ def cmd_speed(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from ganforge import evaluate
-    from ganforge.metrics.conditional import evaluate_conditional, format_conditional
-    ev = evaluate.get_extractor("domain", data_spec="fashion-mnist", img_size=32,
+    from ganforge import evaluate, scoring
+    from ganforge.metrics.conditional import format_conditional
+    from ganforge.runs import load_run
+    ev = scoring.get_extractor("domain", data_spec="fashion-mnist", img_size=32,
                                 weights=args.evaluator)
     res = {"evaluator": str(ev.path), "evaluator_accuracy": ev.accuracy}
     if args.uncond:
@@ -79,7 +80,7 @@ def cmd_eval(args) -> int:
         print(f"unconditional {args.uncond}: FID {r['fid']:.3f}, KID {r['kid_mean']:.5f} "
               f"(step {r['step']}, {args.n} samples vs {r['real']})")
     if args.cond:
-        c = evaluate_conditional(args.cond, evaluator=ev, n_per_class=args.n // 10)
+        c = load_run(args.cond).class_scores(evaluator=ev, n_per_class=args.n // 10)
         res["cond"] = c
         print(format_conditional(c))
     if args.out:

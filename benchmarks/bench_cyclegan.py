@@ -260,10 +260,11 @@ def bench(args) -> None:
 
 
 def evaluate(args) -> None:
-    from ganforge.metrics.translation import evaluate_translation, format_translation
+    from ganforge.runs import load_run
+    from ganforge.tasks.cyclegan import format_translation
     if args.threads:
         torch.set_num_threads(args.threads)
-    scores = evaluate_translation(args.eval, evaluator=args.evaluator, n=args.n)
+    scores = load_run(args.eval).translation_scores(evaluator=args.evaluator, n=args.n)
     print(f"{args.eval} ({args.n} test images per domain at most)\n{format_translation(scores)}")
 
 

@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from ganforge import evaluate
+from ganforge import scoring
 from ganforge.metrics import extract_features
-from ganforge.sampling import load_generator
+from ganforge.runs import load_run
 
 
 def main() -> int:
@@ -26,23 +26,23 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     t0 = time.perf_counter()
-    G, st = load_generator(args.run)
-    spec, size, ch = st["config"]["data"]["name"], st["data"]["img_size"], st["data"]["channels"]
-    ex = evaluate.get_extractor("domain", data_spec=spec, img_size=size)
+    model = load_run(args.run)
+    spec, size, ch = model.info.data, model.info.img_size, model.info.channels
+    ex = scoring.get_extractor("domain", data_spec=spec, img_size=size)
     rows.append(("load generator + evaluator", time.perf_counter() - t0))
     for label, cache in (("reference features (cold, computed)", False), ("reference features (warm, cached)", True)):
         t = time.perf_counter()
-        real = evaluate.real_features(ex, spec, "test", img_size=size, channels=ch, n=args.n, cache=cache)
+        real = scoring.real_features(ex, spec, "test", img_size=size, channels=ch, n=args.n, cache=cache)
         rows.append((label, time.perf_counter() - t))
     t = time.perf_counter()
     with torch.inference_mode():
-        imgs = torch.cat(list(evaluate.generated_batches(G, args.n)))
+        imgs = torch.cat(list(model.eval_batches(args.n)))
     rows.append((f"sample {args.n} images", time.perf_counter() - t))
     t = time.perf_counter()
     feats = extract_features(ex, imgs, batch_size=500).features
     rows.append((f"features of {args.n} images", time.perf_counter() - t))
     t = time.perf_counter()
-    fid = evaluate.score(real, feats, ["fid"])["fid"]
+    fid = scoring.score(real, feats, ["fid"])["fid"]
     rows.append(("FID (float64, eigh)", time.perf_counter() - t))
     warm_total = sum(v for k, v in rows[2:])
     print(f"{'stage':<40} seconds")

@@ -96,8 +96,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """What is trained and how: task, loss, length, optimiser, precision, device."""
-    task: str = key("gan", "what is trained (gan, conditional, cyclegan; `ganforge list`)",
-                    registry="task")
+    task: str = key("", "what is trained: a registered task (`ganforge list`); empty: the default "
+                        "task (ganforge.tasks.DEFAULT_TASK, an unconditional GAN)", registry="task")
     loss: str = key("nonsaturating", "adversarial loss; see `ganforge list` (losses)", registry="loss")
     steps: int = key(0, "generator steps", low=0, zero="train.epochs decides; both 0: 2000 steps")
     epochs: float = key(0.0, "alternatively, passes over the data", low=0,

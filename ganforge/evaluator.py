@@ -30,6 +30,10 @@ import torch.nn.functional as F
 from ganforge.metrics.domain import (INFER_BATCH, DomainCNN, EvaluatorError, dataset_key,
                                      default_evaluator_path, default_widths, load_evaluator,
                                      save_evaluator)
+from ganforge.data.spec import registered_name
+from ganforge.data import DataError, ImageDataset, load_dataset
+from ganforge.data import to_float
+from ganforge.data.batching import BatchLoader
 
 #: Fraction of a dataset held out for the test accuracy when it has no test split.
 HOLDOUT_FRACTION = 0.1
@@ -37,14 +41,6 @@ HOLDOUT_FRACTION = 0.1
 FLIP_SAFE = {"fashion-mnist"}
 
 PathLike = Union[str, os.PathLike]
-
-
-def _dataset_name(spec: PathLike) -> Optional[str]:
-    """The registered dataset a spec draws from (``fashion-mnist:test`` -> ``fashion-mnist``),
-    or None when it is a path."""
-    from ganforge.data.spec import parse_spec
-    parsed = parse_spec(str(spec))
-    return parsed.source if parsed.named else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,9 +87,8 @@ def load_splits(data_spec: PathLike, *, data_dir: Optional[str] = None, img_size
 
     Named datasets use their ``test`` split; a folder with ``train/`` and ``test/``
     subfolders uses those; anything else holds out a seeded, stratified 10 %."""
-    from ganforge.data import DataError, ImageDataset, load_dataset
     spec = str(data_spec)
-    name = _dataset_name(spec)
+    name = registered_name(spec)
     base = name if name is not None else spec
     opts = dict(img_size=img_size, channels=channels, data_dir=data_dir)
     path = Path(base).expanduser()
@@ -166,7 +161,6 @@ def _lr_at(progress: float, peak: float, warmup: float = 0.15) -> float:
 def evaluate_accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                       batch_size: int = INFER_BATCH) -> float:
     """Top-1 accuracy of ``net`` on uint8 images (eval mode, inference mode)."""
-    from ganforge.data import to_float
     was = net.training
     net.eval()
     correct = 0
@@ -243,7 +237,6 @@ def train_evaluator(data_spec: PathLike, *, data_dir: Optional[str] = None, img_
                 time_budget=time_budget, device=device, threads=-1, progress=progress)
         finally:
             torch.set_num_threads(before)
-    from ganforge.data.batching import BatchLoader
 
     log = (lambda *a: print(*a, flush=True)) if progress else (lambda *a: None)
     t_start = time.time()
@@ -255,7 +248,7 @@ def train_evaluator(data_spec: PathLike, *, data_dir: Optional[str] = None, img_
     if train.images.shape[-2] != train.images.shape[-1]:
         raise EvaluatorError(f"dataset '{spec}' has non-square {tuple(train.images.shape[-2:])} "
                              f"images; pass img_size to load it square")
-    name = _dataset_name(spec)
+    name = registered_name(spec)
     if flip is None:
         flip = name in FLIP_SAFE
     if shift is None:

@@ -26,6 +26,7 @@ from ganforge.errors import EvalError
 from ganforge.files import atomic_save
 from ganforge.metrics import (DEFAULT_METRICS, EXTRACTORS, METRICS, FeatureExtractor,
                               compute_metrics, extract_features)
+from ganforge.metrics import load_inception
 
 
 def parse_metrics(text: str | Sequence[str] | None) -> Tuple[str, ...]:
@@ -49,7 +50,6 @@ def get_extractor(name: str, *, data_spec: str, img_size: int = 0, weights: Opti
         return EXTRACTORS.build("domain", data=dataset_source(data_spec), weights=weights,
                                 img_size=img_size, device=device)
     if name == "inception":
-        from ganforge.metrics import load_inception
         return load_inception(weights).to(device)
     return EXTRACTORS.build(name, weights=weights).to(device)
 

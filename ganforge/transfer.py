@@ -20,6 +20,7 @@ import torch
 
 from ganforge import checkpoint as ckpt
 from ganforge.config import ConfigError
+from ganforge import models
 
 
 def _diff(name: str, have: Dict[str, torch.Tensor], want: Dict[str, torch.Tensor]) -> List[str]:
@@ -72,7 +73,6 @@ def init_from(task, source: str | Path) -> str:
 
 def freeze_discriminators(task, k: int) -> str:
     """FreezeD: freeze the first ``k`` blocks of each discriminator of ``task``."""
-    from ganforge import models
     if k < 0:
         raise ConfigError(f"--freeze-d {k}: give the number of D blocks to freeze (>= 0)")
     if not task.discriminators:

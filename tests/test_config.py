@@ -5,6 +5,7 @@ import typing
 import pytest
 import yaml
 
+from ganforge.tasks import DEFAULT_TASK, registered_names, resolve_config
 from ganforge.config import (REGISTRY_KINDS, Config, ConfigError, all_keys, check_names, check_values,
                              help_config, key_spec, load_config, load_yaml, merge, preset_names, schema,
                              set_key)
@@ -221,23 +222,17 @@ def test_dump_yaml_shape_unchanged_and_round_trips():
 def test_presets_load_with_valid_values_and_names(name):
     cfg = load_config(name)
     check_values(cfg)
-    check_names(cfg, _real_registries())
-
-
-def _real_registries():
-    from ganforge import models
-    from ganforge.data.augment import CLASSIC_OPS
-    from ganforge.losses import LOSSES
-    from ganforge.metrics import METRICS
-    from ganforge.regularize.augment import OPS
-    from ganforge.tasks import TASKS
-    return {"model": models.family_names(), "task": TASKS.names(), "loss": LOSSES.names(),
-            "generator": models.GENERATORS.names(), "discriminator": models.DISCRIMINATORS.names(),
-            "diffaug": OPS.names(), "classic_aug": CLASSIC_OPS.names(), "metric": list(METRICS)}
+    check_names(resolve_config(cfg), registered_names())
 
 
 def test_defaults_name_registered_entries():
-    check_names(Config(), _real_registries())
+    cfg = resolve_config(Config())
+    assert cfg.train.task == DEFAULT_TASK
+    check_names(cfg, registered_names())
+
+
+def test_registered_names_cover_every_registry_kind():
+    assert set(registered_names()) == set(REGISTRY_KINDS)
 
 
 FAKE_KNOWN = {kind: [f"{kind}-one", f"{kind}-two"] for kind in REGISTRY_KINDS}

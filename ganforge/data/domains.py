@@ -36,6 +36,8 @@ from ganforge.data.base import DATASETS, DataError, ImageDataset
 from ganforge.data.classes import normalize_class_name
 from ganforge.data.spec import DataSpec, parse_spec
 from ganforge.data.transforms import convert_channels, resize_square
+from ganforge.data.resolve import load_dataset
+from ganforge.data.batching import BatchLoader
 
 # --------------------------------------------------------------------------- class names
 #: ``"T-shirt/top"`` -> ``"t-shirt-top"`` (the same spelling rules as ``--class``).
@@ -88,7 +90,6 @@ def load_domain(spec: str | DataSpec, split: str = "train", *, img_size: int = 0
     """One domain as an :class:`ImageDataset` (labels dropped when a class was selected).
     ``split`` is the default when the spec names none; ``limit`` keeps the first N images
     *of the domain* (after class selection)."""
-    from ganforge.data.resolve import load_dataset
     ds_spec = spec if isinstance(spec, DataSpec) else parse_domain(spec)
     named = ds_spec.source in DATASETS
     sp = ds_spec.split or split
@@ -241,7 +242,6 @@ class TwoDomainLoader:
                  seed: int = 0, device: torch.device | str = "cpu", channels_last: bool = False,
                  crop: int = 0, flip: bool = False, names: Tuple[str, str] = ("A", "B"),
                  rank: int = 0, world_size: int = 1):
-        from ganforge.data.batching import BatchLoader
         loaders = []
         for k, (imgs, name) in enumerate(zip((images_a, images_b), names)):
             if batch_size * world_size > imgs.shape[0]:

@@ -77,3 +77,10 @@ def dataset_source(spec: str) -> str:
 def split_of(spec: str, default: str = "train") -> str:
     """The split a spec names, else ``default``."""
     return parse_spec(spec).split or default
+
+
+def registered_name(spec: str) -> Optional[str]:
+    """The registered dataset a spec draws from (``fashion-mnist:test`` -> ``fashion-mnist``),
+    or None when it is a path."""
+    parsed = parse_spec(str(spec))
+    return parsed.source if parsed.named else None

@@ -78,7 +78,8 @@ def conditional_scores(fake_feats: torch.Tensor, fake_pred: torch.Tensor, fake_l
 
 
 def format_conditional(result: Dict[str, Any]) -> str:
-    """The result of :func:`evaluate_conditional` as a plain-text table."""
+    """The result of ``ConditionalModel.class_scores`` (ganforge/tasks/conditional.py) as a
+    plain-text table."""
     lines = [f"{result.get('run', '')} (step {result.get('step', '?')}): "
              f"class accuracy {result['accuracy']:.1%}, intra-class FID {result['intra_fid']:.3f}, "
              f"FID {result['fid']:.3f}  [{result.get('n_per_class')} generated per class vs "

@@ -43,6 +43,9 @@ import torch.nn.functional as F
 from ganforge.errors import UserError
 from ganforge.files import atomic_save
 from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
+from ganforge.data.paths import cache_dir
+from ganforge.data.spec import registered_name
+from ganforge import __version__
 
 FORMAT = "ganforge-domain-evaluator"
 FORMAT_VERSION = 1
@@ -168,7 +171,6 @@ def weights_digest(arch: Dict[str, Any], state_dict: Dict[str, torch.Tensor]) ->
 # --------------------------------------------------------------------------------------------
 def evaluators_dir() -> Path:
     """``$GANFORGE_CACHE/evaluators`` (same cache root as the data and Inception weights)."""
-    from ganforge.data.paths import cache_dir
     return cache_dir() / "evaluators"
 
 
@@ -176,19 +178,11 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", s).strip("-.") or "data"
 
 
-def _dataset_name(spec: PathLike) -> Optional[str]:
-    """The registered dataset a spec draws from (``fashion-mnist:test`` -> ``fashion-mnist``),
-    or None when it is a path."""
-    from ganforge.data.spec import parse_spec
-    parsed = parse_spec(str(spec))
-    return parsed.source if parsed.named else None
-
-
 def dataset_key(data_spec: PathLike) -> str:
     """File-name stem for a dataset: the registered name (``fashion-mnist``), or for a path
     its folder/file name plus a short hash of the absolute path (two folders called
     ``train`` must not share an evaluator)."""
-    name = _dataset_name(data_spec)
+    name = registered_name(data_spec)
     if name is not None:
         return name
     p = Path(str(data_spec)).expanduser().resolve()
@@ -201,7 +195,7 @@ def default_evaluator_path(data_spec: PathLike, img_size: int) -> Path:
 
 
 def _train_command(data_spec: PathLike, img_size: int = 0) -> str:
-    name = _dataset_name(data_spec)     # an evaluator is per dataset, not per split or class
+    name = registered_name(data_spec)     # an evaluator is per dataset, not per split or class
     cmd = f"ganforge evaluator train --data {shlex.quote(name or str(data_spec))}"
     return cmd + (f" --img-size {img_size}" if img_size else "")
 
@@ -359,7 +353,6 @@ def save_evaluator(net: DomainCNN, path: PathLike, *, class_names: Sequence[str]
                    accuracy: float, meta: Dict[str, Any]) -> Path:
     arch = {"family": ARCH_FAMILY, "kwargs": dict(net.arch_kwargs)}
     state = _state_cpu(net)
-    from ganforge import __version__
     obj = {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": arch,
            "state_dict": state, "weights_hash": weights_digest(arch, state),
            "class_names": [str(c) for c in class_names], "accuracy": float(accuracy),

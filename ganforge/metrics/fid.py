@@ -26,6 +26,7 @@ from typing import Union
 
 import numpy as np
 import torch
+from ganforge.metrics.stats import FeatureStats
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -101,7 +102,6 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
 
 def fid_from_features(feats1: ArrayLike, feats2: ArrayLike) -> float:
     """FID between two (N, D) feature matrices (moments accumulated in float64)."""
-    from ganforge.metrics.stats import FeatureStats
 
     s1 = FeatureStats.from_features(feats1)
     s2 = FeatureStats.from_features(feats2)

@@ -41,6 +41,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
+from ganforge.data.paths import cache_dir
+from ganforge.data.download import DownloadError, RemoteFile, fetch, mirrors_for
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 # The release asset pytorch-fid downloads (pytorch_fid/inception.py, FID_WEIGHTS_URL).
@@ -320,7 +322,6 @@ def sha256_file(path: Union[str, os.PathLike]) -> str:
 def default_weights_path() -> Path:
     """``<ganforge cache>/weights/<file>``; the cache is ``$GANFORGE_CACHE``, else
     ``$XDG_CACHE_HOME/ganforge``, else ``~/.cache/ganforge`` (ganforge.data.paths)."""
-    from ganforge.data.paths import cache_dir
 
     return cache_dir() / "weights" / WEIGHTS_FILE
 
@@ -376,7 +377,6 @@ def resolve_weights(weights: Union[str, os.PathLike, None] = None, progress: boo
         return hub, WEIGHTS_SHA256
 
     # Shared downloader (temp file + SHA-256 check + atomic rename, mirrors, progress bar).
-    from ganforge.data.download import DownloadError, RemoteFile, fetch, mirrors_for
 
     try:
         fetch(RemoteFile(WEIGHTS_FILE, WEIGHTS_SHA256),

@@ -19,6 +19,7 @@ from typing import Any, Dict
 import torch.nn as nn
 
 from ganforge.registry import Registry
+from ganforge.regularize.spectral import apply_spectral_norm
 
 GENERATORS = Registry("generator")
 DISCRIMINATORS = Registry("discriminator")
@@ -44,7 +45,6 @@ def build(kind: str, name: str, **kwargs: Any) -> nn.Module:
         reg = COND_GENERATORS if kind == "G" else COND_DISCRIMINATORS
     module = reg.build(name, **kwargs)
     if sn:
-        from ganforge.regularize.spectral import apply_spectral_norm
         apply_spectral_norm(module)
         kwargs["spectral_norm"] = True
     module.spec = {"name": name, "kind": kind, "kwargs": dict(kwargs)}

@@ -27,6 +27,7 @@ from ganforge.config import ConfigError
 from ganforge.distributed import SINGLE, DistInfo
 from ganforge.losses import d_accuracy
 from ganforge.regularize import penalties
+from ganforge.regularize.augment import ADA, DiffAugment
 
 
 def has_batchnorm(module: nn.Module) -> bool:
@@ -50,7 +51,6 @@ class DToolbox:
         self.augment = None
         self.ada = None
         if a.diffaug or a.ada:
-            from ganforge.regularize.augment import ADA, DiffAugment
             # ADA's default pipeline: flips, translations and colour, each applied per image
             # with probability p (all invertible in distribution while p stays below ~0.8).
             policy = a.diffaug or "flip,translation,color"

@@ -34,6 +34,8 @@ from ganforge.regularize.augment import OPS as DIFFAUG_OPS
 from ganforge.distributed import SINGLE, DistInfo
 from ganforge.errors import UserError
 from ganforge.registry import Registry
+from ganforge.data import load_dataset
+from ganforge.data.batching import BatchLoader
 
 TASKS = Registry("task")
 #: The task of ``train.task=""`` (the config's default).
@@ -127,7 +129,6 @@ class Task:
 
     @classmethod
     def load_data(cls, cfg) -> Any:
-        from ganforge.data import load_dataset
         d = cfg.data
         return load_dataset(d.name, d.split, img_size=d.img_size, channels=d.channels,
                             data_dir=d.data_dir, strict=d.strict, limit=d.limit, download=d.download)
@@ -141,7 +142,6 @@ class Task:
     @classmethod
     def loader_class(cls, cfg) -> type:
         """The batch loader for ``build_loader`` (a task may swap in a sampling variant)."""
-        from ganforge.data.batching import BatchLoader
         return BatchLoader
 
     @classmethod
@@ -366,13 +366,18 @@ def resolve_config(cfg: Config) -> Config:
     cross-key checks pass (:meth:`Task.check_config`). Raises :class:`ConfigError` naming the key."""
     if not cfg.train.task:
         cfg = replace(cfg, train=replace(cfg.train, task=DEFAULT_TASK))
-    check_names(cfg, {"task": TASKS.names(), "model": models.family_names(), "loss": LOSSES.names(),
-                      "generator": models.GENERATORS.names(),
-                      "discriminator": models.DISCRIMINATORS.names(),
-                      "diffaug": DIFFAUG_OPS.names(), "classic_aug": CLASSIC_OPS.names(),
-                      "metric": list(METRICS)})
+    check_names(cfg, registered_names())
     TASKS.get(cfg.train.task).check_config(cfg)
     return cfg
+
+
+def registered_names() -> Dict[str, List[str]]:
+    """``{registry kind of a config key: the names registered}`` (the kinds of
+    ``config.REGISTRY_KINDS``): what :func:`ganforge.config.check_names` checks against."""
+    return {"task": TASKS.names(), "model": models.family_names(), "loss": LOSSES.names(),
+            "generator": models.GENERATORS.names(), "discriminator": models.DISCRIMINATORS.names(),
+            "diffaug": DIFFAUG_OPS.names(), "classic_aug": CLASSIC_OPS.names(),
+            "metric": list(METRICS)}
 
 
 from ganforge.tasks import gan  # noqa: E402,F401  (registers "gan")

@@ -68,6 +68,8 @@ from ganforge.metrics.domain import load_evaluator
 from ganforge.models.conditioning import recipe
 from ganforge.tasks import TASKS, Batch, DataInfo, EvalRequest
 from ganforge.tasks.gan import GANTask, NoiseModel, build_d, generate
+from ganforge.data.balanced import BalancedBatchLoader
+from ganforge.data.balanced import class_counts
 
 #: Up to this many classes the progress grid is K x K with row c showing class c.
 GRID_MAX_CLASSES = 16
@@ -267,7 +269,6 @@ class ConditionalGANTask(GANTask):
     def loader_class(cls, cfg) -> type:
         if not cfg.cond.balance:
             return super().loader_class(cfg)
-        from ganforge.data.balanced import BalancedBatchLoader   # class-balanced real batches
         return BalancedBatchLoader
 
     @classmethod
@@ -311,7 +312,6 @@ class ConditionalGANTask(GANTask):
 
     def bind_data(self, data: Any) -> None:
         """Class frequencies of the training data: G's label distribution and class weights."""
-        from ganforge.data.balanced import class_counts
         c = self.cfg.cond
         counts = class_counts(data.labels, self.n_classes)[:self.n_classes].double()
         if c.balance or c.class_weights == "inverse":
