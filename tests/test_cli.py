@@ -10,7 +10,7 @@ from PIL import Image
 
 from ganforge.cli import main
 from ganforge.checkpoint import load_checkpoint
-from tests.conftest import require_fashion_mnist
+from tests.helpers import require_fashion_mnist
 
 
 @pytest.fixture

@@ -9,14 +9,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from tests.test_trainer import assert_same_state
 import torch.nn.functional as F
 from PIL import Image
 
 from ganforge.checkpoint import load_checkpoint
 from ganforge.cli import main
-from ganforge.config import Config, ConfigError
+from ganforge.config import ConfigError
 from ganforge.data import DataError, ImageDataset
 from ganforge.data.balanced import BalancedBatchLoader
 from ganforge.data.batching import BatchLoader
@@ -27,37 +25,10 @@ from ganforge.models import build, family_names, from_spec
 from ganforge.models.conditioning import RECIPES, cond_family_names, recipe
 from ganforge.tasks.conditional import ConditionalGANTask, mismatched_labels
 from ganforge.trainer import Trainer
+from tests.helpers import K, SIZE, W, Z, assert_resume_exact, bars, cond_cfg, require_fashion_mnist
 
-K = 3
-Z = 8
-W = 4
-SIZE = 16
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
            "Bag", "Ankle boot"]
-
-
-def bars(n=96, size=SIZE, k=K, seed=0, counts=None):
-    """Class c = a bright horizontal bar in band c of the image (easy to tell apart)."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % k if counts is None else torch.cat(
-        [torch.full((m,), c) for c, m in enumerate(counts)])
-    x = torch.zeros(len(y), 1, size, size, dtype=torch.uint8)
-    band = size // k
-    for i, c in enumerate(y.tolist()):
-        r = band * c + int(torch.randint(0, max(1, band - 2), (1,), generator=g))
-        x[i, 0, r:r + 2, :] = 255
-    return ImageDataset(images=x, labels=y, class_names=[f"class {c}" for c in range(k)],
-                        name="bars", source="memory")
-
-
-def cfg_for(out, **over):
-    base = {"train.task": "conditional", "model.name": "dcgan", "model.g_width": W,
-            "model.d_width": W, "model.z_dim": Z, "train.batch_size": 12, "train.steps": 6,
-            "log.log_every": 2, "log.sample_every": 1000, "log.ckpt_every": 3,
-            "log.n_samples": 4, "log.progress": False, "log.tensorboard": False,
-            "log.gif": False, "out": str(out)}
-    base.update(over)
-    return Config().with_overrides(base)
 
 
 def pair(family, method, seed=0, size=SIZE, ch=1):
@@ -170,7 +141,7 @@ def test_bad_model_args_are_clear():
 
 # ----------------------------------------------------------------------------- task losses
 def _task(**over):
-    cfg = cfg_for("unused", **over)
+    cfg = cond_cfg("unused", **over)
     torch.manual_seed(0)
     task = ConditionalGANTask(cfg, img_size=SIZE, channels=1, device=torch.device("cpu"),
                               n_classes=K, seed=0)
@@ -316,7 +287,7 @@ def test_balance_moves_generated_histogram_toward_uniform(tmp_path):
     frac = {}
     for balance in (False, True):
         run = tmp_path / f"b{int(balance)}"
-        cfg = cfg_for(run, **{"model.name": "mlp", "model.g_width": 32, "model.d_width": 32,
+        cfg = cond_cfg(run, **{"model.name": "mlp", "model.g_width": 32, "model.d_width": 32,
                               "train.batch_size": 32, "train.steps": 150, "train.lr_g": 2e-3,
                               "train.lr_d": 2e-3, "cond.balance": balance,
                               "log.ckpt_every": 1000, "log.log_every": 50})
@@ -334,7 +305,7 @@ def test_balance_moves_generated_histogram_toward_uniform(tmp_path):
 
 # ----------------------------------------------------------------------------- trainer
 def test_trains_through_trainer_and_logs(tmp_path):
-    tr = Trainer(cfg_for(tmp_path / "r", **{"cond.matching_weight": 1.0}), dataset=bars(), quiet=True)
+    tr = Trainer(cond_cfg(tmp_path / "r", **{"cond.matching_weight": 1.0}), dataset=bars(), quiet=True)
     before = [p.detach().clone() for p in tr.task.G.parameters()]
     tr.fit()
     assert tr.step_count == 6
@@ -354,7 +325,7 @@ def test_unlabeled_data_is_a_clear_error(tmp_path):
     ds = bars()
     ds = ImageDataset(images=ds.images, labels=None, class_names=None, name="nolabels", source="memory")
     with pytest.raises(DataError, match="no class labels.*--task conditional"):
-        Trainer(cfg_for(tmp_path), dataset=ds, quiet=True)
+        Trainer(cond_cfg(tmp_path), dataset=ds, quiet=True)
 
 
 @pytest.mark.parametrize("model,over", [
@@ -364,16 +335,12 @@ def test_unlabeled_data_is_a_clear_error(tmp_path):
 def test_resume_is_exact(tmp_path, model, over):
     ds = bars(counts=[50, 30, 16])
     over = {"model.name": model, **over}
-    Trainer(cfg_for(tmp_path / "one", **over, **{"train.steps": 8}), dataset=ds, quiet=True).fit()
-    Trainer(cfg_for(tmp_path / "two", **over, **{"train.steps": 4}), dataset=ds, quiet=True).fit()
-    tr = Trainer(cfg_for(tmp_path / "two", **over, **{"train.steps": 8}), dataset=ds, quiet=True, resume=True)
-    assert tr.step_count == 4
-    tr.fit()
-    a, b = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
-    assert a["step"] == b["step"] == 8
-    assert_same_state(a["modules"], b["modules"])
-    assert torch.equal(a["task_state"]["label_counts"], b["task_state"]["label_counts"])
-    assert a["loader"]["pos"] == b["loader"]["pos"]
+
+    def make(out, steps, resume=False):
+        return Trainer(cond_cfg(out, **over, **{"train.steps": steps}), dataset=ds, quiet=True,
+                       resume=resume)
+    a, _, _ = assert_resume_exact(make, tmp_path, steps=8, stop=4, extend=True)
+    assert "label_counts" in a["task_state"]
 
 
 # ----------------------------------------------------------------------------- sample CLI
@@ -442,7 +409,7 @@ def test_sample_errors(cond_run, tmp_path, capsys):
     # --class on an unconditional run
     ds = bars(n=40)
     run = tmp_path / "uncond"
-    Trainer(cfg_for(run, **{"train.task": "gan", "train.steps": 2}), dataset=ds, quiet=True).fit()
+    Trainer(cond_cfg(run, **{"train.task": "gan", "train.steps": 2}), dataset=ds, quiet=True).fit()
     assert main(["sample", str(run), "--class", "1", "--out", str(tmp_path / "u.png")]) == 2
     assert "unconditional" in capsys.readouterr().err
     assert main(["sample", str(run), "--n", "3", "--out", str(tmp_path / "u.npy")]) == 0   # unchanged
@@ -500,7 +467,6 @@ def test_evaluate_conditional_end_to_end(cond_run):
 
 @pytest.mark.realdata
 def test_fashion_mnist_class_names_reach_the_checkpoint(tmp_path):
-    from tests.conftest import require_fashion_mnist
     require_fashion_mnist()
     run = tmp_path / "run"
     assert main(["train", "--config", "cdcgan-fashion-mnist", "--steps", "2", "--out", str(run),

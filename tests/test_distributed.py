@@ -20,7 +20,7 @@ import torch
 from ganforge.checkpoint import load_checkpoint
 from ganforge.config import Config
 from ganforge.trainer import Trainer
-from tests.test_trainer import blobs
+from tests.helpers import blobs
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

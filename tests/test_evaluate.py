@@ -9,7 +9,7 @@ from PIL import Image
 from ganforge import evaluate, scoring
 from ganforge.cli import main
 from ganforge.data.paths import cache_dir
-from tests.conftest import require_fashion_mnist
+from tests.helpers import require_fashion_mnist
 
 TINY = ["model.g_width=4", "model.d_width=4", "model.z_dim=8", "log.progress=false",
         "log.sample_every=100", "log.log_every=5", "log.tensorboard=false"]

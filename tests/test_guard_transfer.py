@@ -10,7 +10,7 @@ from ganforge import cli
 from ganforge.checkpoint import load_checkpoint
 from ganforge.config import ConfigError
 from ganforge.trainer import Trainer, TrainingDiverged
-from tests.test_trainer import blobs, tiny_cfg
+from tests.helpers import blobs, tiny_cfg
 
 
 def poison(trainer: Trainer, at_steps) -> None:

@@ -28,9 +28,8 @@ from ganforge.losses import LOSSES
 from ganforge.regularize.spectral import SN_TYPES, is_spectral_normed
 from ganforge.runs import load_run
 from ganforge.trainer import Trainer
-from tests.test_conditional import bars, cfg_for as cond_cfg
-from tests.test_cyclegan import pair, tiny_cfg as cyclegan_cfg
-from tests.test_trainer import assert_same_state, blobs, tiny_cfg
+from tests.helpers import (TASK_KITS, assert_resume_exact, assert_same_state, cond_cfg,
+                           cyclegan_cfg, tiny_cfg)
 
 STEPS = 4
 #: every step logged, no sample grids or checkpoints besides the last
@@ -56,8 +55,7 @@ def _no_curve_plots(monkeypatch):
 
 @functools.lru_cache(maxsize=None)
 def data(kind):
-    return {"gan": lambda: blobs(n=64), "conditional": bars,
-            "cyclegan": pair}[kind]()
+    return TASK_KITS[kind].data()
 
 
 def make_cfg(target, out, **over):
@@ -430,25 +428,18 @@ RESUME = {"reg.r1": 1.0, "reg.r1_every": 3, "aug.ada": True, "aug.ada_speed": 32
 def test_resume_with_the_toolbox_on_is_exact(tmp_path, target, extra):
     """10 steps == 5 + resume + 5, bit for bit, with lazy R1, ADA, DiffAugment, noise, EMA, flips."""
     over = {**RESUME, **extra}
-    trainer(target, tmp_path / "one", **over).fit()
-    trainer(target, tmp_path / "two", **over).fit(stop_at=5)
-    mid = load_checkpoint(tmp_path / "two")
-    assert mid["step"] == 5
-    # mid-run state the resume must restore: ADA has moved p, R1's counter is mid-period
-    for s in toolbox_states(mid):
-        assert s["ada"]["p"] > 0 and s["d_steps"] % 3 != 0
-    tr = trainer(target, tmp_path / "two", resume=True, **over)
-    assert tr.step_count == 5
-    assert [tb.augment.p for tb in toolboxes(tr)] == [s["ada"]["p"] for s in toolbox_states(mid)]
-    tr.fit()
-    a, b = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
-    assert a["step"] == b["step"] == 10
+
+    def make(out, steps, resume=False):
+        return trainer(target, out, resume=resume, **{**over, "train.steps": steps})
+
+    def on_resume(tr, mid):
+        # mid-run state the resume must restore: ADA has moved p, R1's counter is mid-period
+        for s in toolbox_states(mid):
+            assert s["ada"]["p"] > 0 and s["d_steps"] % 3 != 0
+        assert [tb.augment.p for tb in toolboxes(tr)] == [s["ada"]["p"] for s in toolbox_states(mid)]
+
+    a, b, mid = assert_resume_exact(make, tmp_path, steps=10, stop=5, on_resume=on_resume)
     assert any(n.endswith("_ema") for n in a["modules"])
-    assert set(a["modules"]) == set(b["modules"])
-    assert_same_state(a["modules"], b["modules"])
-    for name in a["optimizers"]:
-        for pid, s in a["optimizers"][name]["state"].items():
-            assert torch.equal(s["exp_avg_sq"], b["optimizers"][name]["state"][pid]["exp_avg_sq"])
     for sa, sb, sm in zip(toolbox_states(a), toolbox_states(b), toolbox_states(mid), strict=True):
         assert sa["ada"]["p"] == sb["ada"]["p"] > sm["ada"]["p"]     # p kept moving after resume
         assert sa["ada"] == sb["ada"] and sa["d_steps"] == sb["d_steps"]

@@ -12,29 +12,9 @@ import pytest
 import torch
 
 from ganforge.checkpoint import CheckpointError, load_checkpoint
-from ganforge.config import Config, ConfigError
-from ganforge.data import ImageDataset
+from ganforge.config import ConfigError
 from ganforge.trainer import Trainer
-
-
-def blobs(n=192, size=16, channels=1, seed=0):
-    """A tiny learnable dataset: one bright square at a random place per image."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.zeros(n, channels, size, size, dtype=torch.uint8)
-    pos = torch.randint(0, size - 5, (n, 2), generator=g)
-    for i, (a, b) in enumerate(pos.tolist()):
-        x[i, :, a:a + 5, b:b + 5] = 255
-    labels = torch.arange(n) % 2
-    return ImageDataset(images=x, labels=labels, class_names=["a", "b"], name="blobs", source="memory")
-
-
-def tiny_cfg(out, **over):
-    cfg = Config().with_overrides({
-        "model.name": "dcgan", "model.g_width": 4, "model.d_width": 4, "model.z_dim": 8,
-        "train.batch_size": 16, "train.steps": 8, "log.log_every": 2, "log.sample_every": 4,
-        "log.ckpt_every": 4, "log.n_samples": 4, "log.progress": False, "log.tensorboard": False,
-        "out": str(out)})
-    return cfg.with_overrides(over) if over else cfg
+from tests.helpers import assert_resume_exact, assert_same_state, blobs, tiny_cfg
 
 
 def weights(run_dir):
@@ -42,33 +22,20 @@ def weights(run_dir):
     return st["modules"]
 
 
-def assert_same_state(a, b):
-    for net in a:
-        for k in a[net]:
-            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs"
-
-
 @pytest.mark.parametrize("model,d_steps,decay", [("dcgan", 1, "none"), ("mlp", 2, "none"), ("dcgan", 2, "linear")])
 def test_resume_is_exact(tmp_path, model, d_steps, decay):
-    """2N steps in one go == N steps, a new process-like Trainer, N more (bit for bit, CPU)."""
+    """2N steps in one go == N steps, a new process-like Trainer, N more (bit for bit, CPU).
+
+    Plain: train to N, later raise the target to 2N; with an lr schedule (which depends on the
+    total) a 2N run is stopped at N instead."""
     ds = blobs()
     over = {"model.name": model, "train.d_steps": d_steps, "train.lr_decay": decay}
-    Trainer(tiny_cfg(tmp_path / "one", **over, **{"train.steps": 12}), dataset=ds, quiet=True).fit()
-    if decay == "none":   # plain: train to N, later raise the target to 2N
-        Trainer(tiny_cfg(tmp_path / "two", **over, **{"train.steps": 6}), dataset=ds, quiet=True).fit()
-    else:                 # the lr schedule depends on the total, so stop a 2N run at N instead
-        Trainer(tiny_cfg(tmp_path / "two", **over, **{"train.steps": 12}), dataset=ds, quiet=True).fit(stop_at=6)
-    tr = Trainer(tiny_cfg(tmp_path / "two", **over, **{"train.steps": 12}), dataset=ds, quiet=True, resume=True)
-    assert tr.step_count == 6
-    tr.fit()
-    a, b = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
-    assert a["step"] == b["step"] == 12
-    assert_same_state(a["modules"], b["modules"])
-    for name in a["optimizers"]:
-        sa, sb = a["optimizers"][name]["state"], b["optimizers"][name]["state"]
-        for pid in sa:
-            assert torch.equal(sa[pid]["exp_avg"], sb[pid]["exp_avg"])
-    assert a["loader"]["pos"] == b["loader"]["pos"] and a["loader"]["epoch"] == b["loader"]["epoch"]
+
+    def make(out, steps, resume=False):
+        return Trainer(tiny_cfg(out, **over, **{"train.steps": steps}), dataset=ds, quiet=True,
+                       resume=resume)
+    a, _, _ = assert_resume_exact(make, tmp_path, steps=12, stop=6, extend=decay == "none")
+    assert {"pos", "epoch"} <= set(a["loader"]) and all(a["optimizers"][n]["state"] for n in a["optimizers"])
 
 
 def test_seed_repeatable_and_seed_matters(tmp_path):

@@ -1,6 +1,7 @@
 """Exponential moving average of the generator's weights (Karras et al. 2018, "Progressive
 Growing of GANs"; Yazıcı et al. 2019, "The Unusual Effectiveness of Averaging in GAN
-Training"). Samples and metrics use the averaged copy ``G_ema``, which is smoother and usually
+Training"). Samples and metrics use the averaged copy (the EMA generator, stored as
+``<name>_ema`` beside each generator a task declares), which is smoother and usually
 scores better than the raw G, whose weights oscillate with the adversarial game.
 
 The decay is given as a *half-life in images* (StyleGAN2-ADA's ``ema_kimg``): after G has seen
@@ -14,13 +15,13 @@ whatever the batch size, so changing the batch size (or the number of GPUs) need
 
 Why a warm-up (StyleGAN2-ADA's ``ema_rampup``): the first weights are random and nearly useless,
 and a long fixed half-life would keep them in the average for a long time. With ``warmup = w >
-0`` the half-life is ``min(half_life_images, w * images_seen)``: it starts at 0 (``G_ema`` is a
+0`` the half-life is ``min(half_life_images, w * images_seen)``: it starts at 0 (the average is a
 copy of G) and grows with training, so the average forgets fast early and settles later.
 
 Buffers (BatchNorm running statistics, counters) are copied from G rather than averaged, as in
 StyleGAN: they are statistics of the current weights, and averaging them would pair the averaged
 weights with statistics of no network in particular. But G's statistics do not fit the averaged
-weights either: measured on the DCGAN preset (benchmarks/results/toolbox.md), G_ema with G's
+weights either: measured on the DCGAN preset (benchmarks/results/toolbox.md), the average with G's
 copied statistics scored FID 37.5 against the raw G's 35.7, and 35.9 once its own statistics
 were recomputed. So before its weights are used (samples, evaluation, checkpoints) a
 generator average with BatchNorm gets its own statistics: :func:`recalibrate_batchnorm` runs it
@@ -51,10 +52,10 @@ def make_copy(module: nn.Module) -> nn.Module:
 
 
 class EMA:
-    """Update rule for ``G_ema`` (see the module docstring for the why).
+    """Update rule for the EMA generator (see the module docstring for the why).
 
     ``half_life_images``: images for an old weight's share to halve (StyleGAN2-ADA uses
-    ``10_000 * batch / 32``; 0 makes ``G_ema`` a plain copy of G). ``warmup``: the half-life is
+    ``10_000 * batch / 32``; 0 makes the average a plain copy of G). ``warmup``: the half-life is
     capped at ``warmup * images_seen`` (0 turns the ramp-up off).
     """
 

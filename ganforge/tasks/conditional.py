@@ -156,7 +156,7 @@ class ConditionalModel(NoiseModel):
             cond = self.class_scores(evaluator=req.weights, n_per_class=max(50, req.n // k),
                                      seed=req.seed, split=req.split, device=req.device,
                                      data_dir=req.data_dir)
-            result.update({key: v for key, v in cond.items() if key not in result})
+            result.update({key: v for key, v in cond.items() if key not in result and key != "run"})
         return result
 
     def class_scores(self, evaluator=None, n_per_class: int = 1000, *, seed: int = 0,
