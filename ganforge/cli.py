@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 from ganforge import distributed, evaluate, models
+from ganforge.argtypes import at_least, positive
 from ganforge.config import Config, ConfigError, help_config, load_yaml, merge, parse_pairs, preset_names
 from ganforge.data import DATASETS
 from ganforge.errors import GanforgeError, UserError
@@ -18,7 +20,7 @@ from ganforge.evaluator import add_evaluator_parser
 from ganforge.losses import LOSSES
 from ganforge.metrics import DEFAULT_METRICS, EXTRACTORS, METRICS
 from ganforge.sampling import sample_to_file
-from ganforge.scoring import parse_metrics
+from ganforge.scoring import MIN_EVAL_IMAGES, parse_metrics
 from ganforge.tasks import TASKS, resolve_config
 from ganforge.trainer import Trainer
 from ganforge.translate import add_translate_parser
@@ -129,8 +131,8 @@ def _preset_summary(name: str) -> str:
 
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ganforge", description="Train, evaluate and use GANs.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p = _Parser(prog="ganforge", description="Train, evaluate and use GANs.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model; writes a run folder",
                        description="Train a GAN. Settings come from defaults, then --config, then "
@@ -145,9 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--domain-b", metavar="DOMAIN", help="--task cyclegan: domain B, e.g. "
                    "fashion-mnist:ankle-boot or a folder (cyclegan.domain_b)")
     g = t.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int, metavar="N", help="generator steps to train in total")
-    g.add_argument("--epochs", type=float, metavar="N", help="passes over the data")
-    t.add_argument("--batch-size", type=int, metavar="N")
+    g.add_argument("--steps", type=at_least(1), metavar="N", help="generator steps to train in total")
+    g.add_argument("--epochs", type=positive(float), metavar="N", help="passes over the data")
+    t.add_argument("--batch-size", type=at_least(1), metavar="N")
     t.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<model>-<data>)")
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/latest.pt")
     t.add_argument("--seed", type=int)
@@ -158,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="RUN_OR_CKPT",
                    help="transfer learning: start from the weights of a trained run or checkpoint "
                         "(same model settings); optimisers and step count start fresh")
-    t.add_argument("--freeze-d", type=int, metavar="K",
+    t.add_argument("--freeze-d", type=at_least(0, "off"), metavar="K",
                    help="FreezeD: keep D's first K blocks fixed (with --init-from)")
-    t.add_argument("--eval-every", type=int, metavar="N", help="compute eval.metrics every N steps; keeps checkpoints/best.pt by FID")
+    t.add_argument("--eval-every", type=at_least(0, "off"), metavar="N", help="compute eval.metrics every N steps; keeps checkpoints/best.pt by FID")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     t.add_argument("--help-config", action="store_true", help="print every config key with its default")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -168,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate images from a trained run")
     s.add_argument("run", metavar="RUN_DIR_OR_CKPT")
-    s.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    s.add_argument("--n", type=at_least(1), default=64, help="number of images (default 64)")
     s.add_argument("--out", default="samples.png", help="grid .png/.jpg, or .npy (float32 NxCxHxW in [-1,1])")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--checkpoint", default="latest", help="latest (default) or best")
@@ -188,12 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fake", metavar="DATA", help="fake side, e.g. fashion-mnist:test or a folder")
     e.add_argument("--metrics", help=f"comma list of {','.join(METRICS)} (default "
                                       f"{','.join(DEFAULT_METRICS)})")
-    e.add_argument("--n", type=int, default=10000, help="images per side (default 10000)")
+    e.add_argument("--n", type=at_least(MIN_EVAL_IMAGES), default=10000, help="images per side (default 10000)")
     e.add_argument("--extractor", default="domain", choices=["domain", "inception"],
                    help="domain: a classifier trained on the dataset (default); inception: the FID Inception-v3")
     e.add_argument("--weights", metavar="PATH", help="extractor weights file (evaluator .pt or Inception .pth)")
     e.add_argument("--split", default="test", help="real split a run is compared with (default test)")
-    e.add_argument("--img-size", type=int, default=0, help="with --real/--fake: resize both to this size")
+    e.add_argument("--img-size", type=at_least(0, "the real side's own size"), default=0, help="with --real/--fake: resize both to this size")
     e.add_argument("--checkpoint", default="latest", help="latest (default) or best")
     e.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     e.add_argument("--seed", type=int, default=0)
@@ -211,9 +213,53 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``ganforge train: error: ...``, exit code 2) instead of a
+    usage block; ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _split_overrides(args: argparse.Namespace, extra: List[str], parser: argparse.ArgumentParser) -> None:
+    """``key=value`` overrides may stand anywhere on a ``train`` command line (between flags
+    too): argparse leaves the ones after a flag's value unparsed, so they are collected here."""
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+
+
+def _internal_error(command: str, exc: BaseException) -> int:
+    """An error ganforge did not expect (a bug): one line, the traceback in a file."""
+    import tempfile
+    import time
+    import traceback
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"ganforge-{command}-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                    suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        where = f"full traceback in {path}"
+    except OSError:
+        where = "the traceback could not be written"
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    print(f"ganforge {command}: internal error: {type(exc).__name__}: {first} ({where}; "
+          f"please report it)", file=sys.stderr)
+    return 1
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """The ``ganforge`` command. Returns the exit code: 0 done, 1 a failed run (or an internal
+    error, with its traceback written to a file), 2 bad input, 130 interrupted."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        _split_overrides(args, extra, parser)
+    except SystemExit as e:        # --help (0) or a bad command line (2, one line printed)
+        return int(e.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -225,6 +271,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("\nganforge: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:          # a bug: one line here, the whole traceback in a file
+        if os.environ.get("GANFORGE_TRACEBACK"):
+            raise
+        return _internal_error(args.command, e)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ganforge.metrics.domain import (INFER_BATCH, DomainCNN, EvaluatorError, dataset_key,
                                      default_evaluator_path, default_widths, load_evaluator,
                                      save_evaluator)
+from ganforge.argtypes import at_least, positive
 from ganforge.data.spec import registered_name
 from ganforge.data import DataError, ImageDataset, load_dataset
 from ganforge.data import to_float
@@ -379,29 +380,29 @@ def add_evaluator_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="dataset name (fashion-mnist, mnist) or a "
                                                  "folder with class subfolders")
     t.add_argument("--data-dir", help="where named datasets are stored")
-    t.add_argument("--img-size", type=int, default=0, metavar="PX",
+    t.add_argument("--img-size", type=at_least(0, "the dataset's own"), default=0, metavar="PX",
                    help="train at this size (default: the dataset's own)")
     t.add_argument("--channels", type=int, default=0, choices=(0, 1, 3),
                    help="1 or 3 (default: the dataset's own)")
-    t.add_argument("--epochs", type=float, default=4, metavar="N", help="default 4")
-    t.add_argument("--batch-size", type=int, default=128, metavar="N", help="default 128")
-    t.add_argument("--time-budget", type=float, metavar="SECONDS",
+    t.add_argument("--epochs", type=positive(float), default=4, metavar="N", help="default 4")
+    t.add_argument("--batch-size", type=at_least(1), default=128, metavar="N", help="default 128")
+    t.add_argument("--time-budget", type=positive(float), metavar="SECONDS",
                    help="fit the schedule into about this many seconds")
     t.add_argument("--flip", dest="flip", action="store_true", default=None,
                    help="random horizontal flips (default: only for fashion-mnist)")
     t.add_argument("--no-flip", dest="flip", action="store_false")
-    t.add_argument("--shift", type=int, default=0, metavar="PX",
+    t.add_argument("--shift", type=at_least(0, "off"), default=0, metavar="PX",
                    help="random translations by up to PX pixels (default 0)")
-    t.add_argument("--limit", type=int, default=0, metavar="N",
+    t.add_argument("--limit", type=at_least(0, "all"), default=0, metavar="N",
                    help="use only the first N train images")
     t.add_argument("--out", metavar="PATH", help="evaluator file (default "
                                                  "$GANFORGE_CACHE/evaluators/<data>-<size>px.pt)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=0, metavar="N",
+    t.add_argument("--threads", type=at_least(0, "as many as the machine has idle cores"), default=0, metavar="N",
                    help="torch CPU threads (default 0: as many as the machine has idle cores)")
     t.set_defaults(func=cli_evaluator_train)
     i = esub.add_parser("info", help="show a stored evaluator's accuracy and training data")
     i.add_argument("data", metavar="DATA_OR_FILE")
-    i.add_argument("--img-size", type=int, default=0, metavar="PX")
+    i.add_argument("--img-size", type=at_least(0, "the smallest trained"), default=0, metavar="PX")
     i.set_defaults(func=cli_evaluator_info)
     return e

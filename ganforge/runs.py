@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ganforge.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
+from ganforge.devices import resolve_device
 from ganforge.tasks import DEFAULT_TASK, TASKS, TrainedModel
 
 
@@ -23,6 +24,7 @@ def load_run(run_or_ckpt: str | Path, which: str = "latest", *, ema: bool = True
     weight averages when the run kept them (``--no-ema`` turns it off); ``device``: where the
     generators live. Raises :class:`CheckpointError` for a missing or unreadable checkpoint
     and :class:`ganforge.registry.RegistryError` for a task this ganforge does not know."""
+    device = resolve_device(device)
     path = find_checkpoint(run_or_ckpt, which)
     st = load_checkpoint(path, map_location="cpu")
     if not isinstance(st, dict) or "modules" not in st:

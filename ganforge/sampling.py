@@ -41,6 +41,9 @@ def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png"
     suffix = out.suffix.lower()
     if suffix not in SUFFIXES:
         raise UserError(f"--out '{out}': use a .png/.jpg file for a grid or .npy for an array")
+    if out.is_dir():
+        raise UserError(f"--out '{out}' is a folder; give a file name in it instead, e.g. "
+                        f"--out {out / ('samples' + suffix)}")
     model = load_run(run, which, ema=ema, device=device)
     names = model.class_names
     cols = None

@@ -104,10 +104,30 @@ def _float_batches(images_u8: torch.Tensor, bs: int) -> Iterable[torch.Tensor]:
         yield to_float(images_u8[i:i + bs])
 
 
+#: The fewest images per side any metric can score (FID needs two to have a covariance).
+MIN_EVAL_IMAGES = 2
+#: k of the k-nearest-neighbour metrics (precision/recall, density/coverage): they need k + 1.
+PRDC_K = 3
+
+
+def min_images(metrics: Sequence[str]) -> int:
+    """The fewest images per side that every metric of ``metrics`` can score."""
+    return PRDC_K + 1 if {"pr", "dc"} & set(metrics) else MIN_EVAL_IMAGES
+
+
 def score(real: Dict[str, Any], fake_feats: torch.Tensor, metrics: Sequence[str],
-          fake_logits: Optional[torch.Tensor] = None, seed: int = 0) -> Dict[str, float]:
+          fake_logits: Optional[torch.Tensor] = None, seed: int = 0,
+          sides: Tuple[str, str] = ("the real side", "the generated side")) -> Dict[str, float]:
     """Compare fake features (N, D) with a :func:`real_features` entry; the KID subset size
-    adapts to small n. Returns ``{metric key: value}`` (see :data:`ganforge.metrics.METRICS`)."""
+    adapts to small n. Returns ``{metric key: value}`` (see :data:`ganforge.metrics.METRICS`).
+    Raises :class:`EvalError` naming the side (``sides``: how the user named them, e.g. the
+    flags) when a side has fewer images than the metrics need (:func:`min_images`)."""
+    need = min_images(metrics)
+    for side, count in zip(sides, (real["features"].shape[0], fake_feats.shape[0])):
+        if count < need:
+            raise EvalError(f"{side} has {count} image(s); {','.join(metrics)} need at least {need} "
+                            f"(FID 2, precision/recall and density/coverage {PRDC_K + 1}); give more "
+                            f"images or fewer metrics (--metrics fid)")
     n = min(real["features"].shape[0], fake_feats.shape[0])
     kw: Dict[str, Any] = {"kid_subset_size": min(1000, n), "kid_subsets": 100 if n >= 1000 else 50}
     if "is" in metrics and fake_logits is None:
@@ -121,4 +141,5 @@ def score_images(batches: Iterable[torch.Tensor], extractor: FeatureExtractor, r
     """Scores of generated images (an iterable of float [-1, 1] NCHW batches) against ``real``."""
     with_logits = "is" in metrics
     ex = extract_features(extractor, batches, with_logits=with_logits)
-    return score(real, ex.features, metrics, fake_logits=ex.logits, seed=seed)
+    return score(real, ex.features, metrics, fake_logits=ex.logits, seed=seed,
+                 sides=(f"the real data ({real['data']})", "--n (generated images)"))

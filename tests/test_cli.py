@@ -127,3 +127,103 @@ def test_emoji_colour_preset_trains(tmp_path):
     assert st["data"]["channels"] == 3 and st["data"]["img_size"] == 64
     assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "e.npy")]) == 0
     assert np.load(tmp_path / "e.npy").shape == (4, 3, 64, 64)
+
+
+# ----------------------------------------------------------------------------- plain mistakes
+def _one_line_error(capsys, *words):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+    return err
+
+
+@pytest.mark.parametrize("flags,word", [
+    (["--steps", "0"], "--steps"), (["--steps", "-5"], "--steps"), (["--epochs", "0"], "--epochs"),
+    (["--epochs", "-1"], "--epochs"), (["--batch-size", "0"], "--batch-size"),
+    (["--batch-size", "-4"], "--batch-size"), (["--steps", "two"], "--steps")])
+def test_bad_numeric_flags_are_one_line_exit_2_and_write_nothing(tmp_path, img_folder, capsys, flags, word):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(img_folder), "--out", str(run), *flags, *TINY]) == 2
+    _one_line_error(capsys, word)
+    assert not run.exists()
+
+
+def test_more_batch_than_images_names_both(tmp_path, capsys):
+    root = tmp_path / "three"
+    root.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root / f"{i}.png")
+    assert main(["train", "--data", str(root), "--steps", "1", "--out", str(tmp_path / "r"), *TINY]) == 2
+    _one_line_error(capsys, "3 images", "--batch-size 3")
+
+
+def test_overrides_may_stand_between_flags(tmp_path, img_folder, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(img_folder), "data.img_size=16", "--steps", "1",
+                 "model.g_width=4", "--batch-size", "4", "model.d_width=4", "--out", str(run),
+                 "log.progress=false", "log.tensorboard=false"]) == 0
+    st = load_checkpoint(run)
+    assert st["config"]["model"]["g_width"] == 4 and st["config"]["data"]["img_size"] == 16
+    capsys.readouterr()
+    assert main(["train", "--data", str(img_folder), "stray", "--steps", "1"]) == 2
+    _one_line_error(capsys, "'stray'", "key=value")
+    assert main(["train", "--data", str(img_folder), "--steps", "1", "stray"]) == 2
+    _one_line_error(capsys, "stray")
+
+
+def test_sample_errors_are_one_line(tmp_path, img_folder, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(img_folder), "--steps", "1", "--batch-size", "4",
+                 "--out", str(run), "data.img_size=16", *TINY]) == 0
+    capsys.readouterr()
+    (tmp_path / "grid.png").mkdir()
+    assert main(["sample", str(run), "--out", str(tmp_path / "grid.png")]) == 2
+    _one_line_error(capsys, "grid.png", "folder")
+    assert main(["sample", str(run), "--n", "0"]) == 2
+    _one_line_error(capsys, "--n")
+    if not torch.cuda.is_available():
+        assert main(["sample", str(run), "--device", "cuda", "--out", str(tmp_path / "s.png")]) == 2
+        _one_line_error(capsys, "CUDA is not available", "--device cpu")
+    assert main(["sample", str(run), "--device", "gpu", "--out", str(tmp_path / "s.png")]) == 2
+    _one_line_error(capsys, "--device gpu", "cpu")
+    assert main(["eval", str(run), "--n", "0"]) == 2
+    _one_line_error(capsys, "--n")
+
+
+def test_eval_with_too_few_images_names_the_side(tmp_path, capsys):
+    from ganforge.evaluator import train_evaluator
+    root = tmp_path / "shapes"
+    g = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(g.integers(0, 255, (8, 8), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    train_evaluator(str(root), epochs=1, batch_size=8, progress=False)
+    two = tmp_path / "two"
+    two.mkdir()
+    for i in range(2):
+        Image.fromarray(g.integers(0, 255, (8, 8), dtype=np.uint8)).save(two / f"{i}.png")
+    capsys.readouterr()
+    assert main(["eval", "--real", str(root), "--fake", str(two), "--metrics", "fid,pr"]) == 2
+    err = capsys.readouterr().err       # progress bars of the feature extraction, then one line
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("ganforge eval: error:")
+    assert "--fake" in last and "2 image" in last and "at least 4" in last
+
+
+def test_internal_error_is_one_line_with_the_traceback_in_a_file(tmp_path, capsys, monkeypatch):
+    import ganforge.cli as cli
+
+    def boom(args):
+        raise ZeroDivisionError("integer modulo by zero")
+    monkeypatch.setattr(cli, "cmd_list", boom)
+    monkeypatch.delenv("GANFORGE_TRACEBACK", raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    parser = cli.build_parser()
+    parser._subparsers._group_actions[0].choices["list"].set_defaults(func=boom)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main(["list"]) == 1
+    err = _one_line_error(capsys, "internal error", "ZeroDivisionError", "traceback in")
+    log = err.split("traceback in ")[1].split(";")[0]
+    assert "Traceback" in open(log).read()

@@ -14,6 +14,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from ganforge.data.base import DataError
+
 
 class BatchLoader:
     def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None, *,
@@ -23,9 +25,9 @@ class BatchLoader:
             raise TypeError("BatchLoader expects a uint8 (N, C, H, W) tensor")
         n = images.shape[0]
         if batch_size * world_size > n:
-            raise ValueError(f"--batch-size {batch_size} (x{world_size} processes) is larger than "
-                             f"the dataset ({n} images); use a batch size of at most "
-                             f"{max(1, n // world_size)}")
+            raise DataError(f"--batch-size {batch_size}" + (f" (x{world_size} processes)" if world_size > 1 else "")
+                            + f" is larger than the dataset ({n} images); use --batch-size "
+                            f"{max(1, n // world_size)} or less")
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device) if labels is not None else None
