@@ -578,8 +578,8 @@ def bench_config(bc: BenchConfig, args, peaks: Peaks, ds_cache: Dict, hand_ds_ca
     if amp_dtype is not None:
         add("hand_amp", lambda: build_hand(amp_dtype))
     else:
-        from ganforge.trainer import _cpu_has_bf16
-        if device.type == "cpu" and args.amp == "none" and _cpu_has_bf16():
+        from ganforge.training.runtime import cpu_has_bf16
+        if device.type == "cpu" and args.amp == "none" and cpu_has_bf16():
             # train.amp=bf16: autocast to bfloat16 where the CPU has native bf16
             add("ours_bf16", lambda: build_ours(True, {"train.amp": "bf16"}).step)
 
@@ -908,8 +908,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.compile and not cuda:
         print("# note: --compile: the trainer compiles on CUDA only; ours runs uncompiled here", flush=True)
     if args.amp != "none" and not cuda:
-        from ganforge.trainer import _cpu_has_bf16
-        if args.amp == "fp16" or not _cpu_has_bf16():
+        from ganforge.training.runtime import cpu_has_bf16
+        if args.amp == "fp16" or not cpu_has_bf16():
             print(f"# note: --amp {args.amp} has no effect on this CPU (the trainer autocasts on CPU "
                   f"only to bf16, where the CPU has native bf16): ours runs fp32", flush=True)
     busy = info["load_before"]

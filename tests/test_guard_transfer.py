@@ -9,7 +9,8 @@ import torch
 from ganforge import cli
 from ganforge.checkpoint import load_checkpoint
 from ganforge.config import ConfigError
-from ganforge.trainer import Trainer, TrainingDiverged
+from ganforge.trainer import Trainer
+from ganforge.training.guard import TrainingDiverged
 from tests.helpers import blobs, tiny_cfg
 
 

@@ -50,7 +50,7 @@ LOSS_KEYS = {"gan": ("loss_D", "loss_G"), "conditional": ("loss_D", "loss_G"),
 @pytest.fixture(autouse=True)
 def _no_curve_plots(monkeypatch):
     """The loss-curve PNG is matplotlib and dominates a 4-step run; nothing here reads it."""
-    monkeypatch.setattr("ganforge.trainer.plot_curves", lambda *a, **k: False)
+    monkeypatch.setattr("ganforge.training.artifacts.plot_curves", lambda *a, **k: False)
 
 
 @functools.lru_cache(maxsize=None)

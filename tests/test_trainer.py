@@ -107,13 +107,13 @@ def test_epochs_translate_to_steps(tmp_path):
 
 
 def test_amp_and_compile_flags_harmless_on_cpu(tmp_path):
-    from ganforge.trainer import _cpu_has_bf16
+    from ganforge.training.runtime import cpu_has_bf16
     tr = Trainer(tiny_cfg(tmp_path, **{"train.amp": "bf16", "train.compile": True, "train.steps": 4,
                                        "train.channels_last": True}), dataset=blobs(), quiet=True)
     tr.fit()
     # bf16 autocast is used on CPUs with native bf16 and ignored elsewhere; either way training
     # runs and the weights stay float32.
-    assert tr.amp_dtype == (torch.bfloat16 if _cpu_has_bf16() else None)
+    assert tr.amp_dtype == (torch.bfloat16 if cpu_has_bf16() else None)
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert all(abs(r["loss_D"]) < 1e3 and abs(r["loss_G"]) < 1e3 for r in rows)
     assert all(p.dtype == torch.float32 for p in tr.task.G.parameters())
@@ -181,3 +181,42 @@ def test_sigterm_saves_checkpoint_and_resume_continues(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"resumed from" in r.stderr
     assert load_checkpoint(run)["step"] == stopped + 5
+
+
+# 0 = off for the output intervals: sample grids only at the start and the end, a checkpoint only
+# at the end (or when the session stops early), no evaluation. Run: 6 steps, a log row every 2.
+ZERO_OFF = {
+    "log.sample_every": (["step-0000000.png", "step-0000006.png"],
+                         ["latest.pt", "step-000000004.pt", "step-000000006.pt"]),
+    "log.ckpt_every": (["step-0000000.png", "step-0000004.png", "step-0000006.png"],
+                       ["latest.pt", "step-000000006.pt"]),
+    "eval.every": (["step-0000000.png", "step-0000004.png", "step-0000006.png"],
+                   ["latest.pt", "step-000000004.pt", "step-000000006.pt"]),
+}
+
+
+@pytest.mark.parametrize("key", sorted(ZERO_OFF))
+def test_zero_interval_means_off(tmp_path, key):
+    run = tmp_path / "run"
+    summary = Trainer(tiny_cfg(run, **{key: 0, "train.steps": 6}), dataset=blobs(), quiet=True).fit()
+    assert summary["steps"] == 6 and "interrupted" not in summary
+    samples, ckpts = ZERO_OFF[key]
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == samples
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ckpts
+    assert load_checkpoint(run)["step"] == 6
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6] and not any("fid" in r for r in rows)
+    assert (run / "training.gif").stat().st_size > 0 and (run / "curves.png").stat().st_size > 0
+
+
+def test_ckpt_every_zero_still_saves_when_stopped_early(tmp_path):
+    """log.ckpt_every=0: a session that stops early (as on an interruption) saves on the way out,
+    and a resumed run continues from there."""
+    run = tmp_path / "run"
+    over = {"log.ckpt_every": 0, "train.steps": 6}
+    Trainer(tiny_cfg(run, **over), dataset=blobs(), quiet=True).fit(stop_at=3)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.pt", "step-000000003.pt"]
+    tr = Trainer(tiny_cfg(run, **over), dataset=blobs(), quiet=True, resume=True)
+    assert tr.step_count == 3
+    tr.fit()
+    assert load_checkpoint(run)["step"] == 6
