@@ -61,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(cfg.dump_yaml())
         return 0
     try:
-        trainer = Trainer(cfg, resume=args.resume)
+        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
         summary = trainer.fit()
     finally:
         distributed.shutdown()
@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=at_least(1), metavar="N")
     t.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<model>-<data>)")
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/latest.pt")
+    t.add_argument("--overwrite", action="store_true",
+                   help="RUN_DIR holds a run: delete its checkpoints, samples and logs and start over")
     t.add_argument("--seed", type=int)
     t.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping")
     t.add_argument("--balance", action="store_true",

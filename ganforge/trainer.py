@@ -40,6 +40,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -58,6 +59,7 @@ from ganforge.training.callbacks import Callback
 from ganforge.training.checkpoints import Checkpoints
 from ganforge.training.evaluation import Evaluation
 from ganforge.training.guard import Guard
+from ganforge.training import rundir
 from ganforge.training.runtime import Runtime
 from ganforge.training.session import Interrupt, Progress
 from ganforge.transfer import freeze_discriminators, init_from
@@ -83,7 +85,8 @@ class Trainer:
     ``fit`` is called too, and its ``state_dict`` travels in checkpoints).
     """
 
-    def __init__(self, cfg: Config, *, resume: bool = False, dataset=None, quiet: bool = False):
+    def __init__(self, cfg: Config, *, resume: bool = False, overwrite: bool = False, dataset=None,
+                 quiet: bool = False):
         # ----- config: every value in its range (also one built with dataclasses.replace),
         # every name and cross-key setting resolved, before any data
         check_values(cfg)
@@ -99,6 +102,16 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.run_dir = Path(cfg.out or default_run_dir(cfg))
         local_cfg = rt.local_config(cfg)     # this process's share of the global batch
+        # ----- the run folder: writable, holding no other run (unless --resume/--overwrite);
+        # a resumed run's settings checked against its own, all before any data is loaded
+        self._resume_from = rundir.claim(self.run_dir, resume=resume, overwrite=overwrite,
+                                         write=self.is_main, note=self.note)
+        self._resume_changes = {}
+        if self._resume_from is not None:
+            self._resume_changes = rundir.check_resume_config(
+                self._resume_from["state"].get("config", {}), cfg.to_dict(), str(self.run_dir))
+        #: identifies this run in its checkpoints (the guard rolls back into this run's only)
+        self.run_id = uuid.uuid4().hex
 
         # ----- data (the task decides what data it needs; see Task.load_data)
         task_cls = TASKS.get(t.task)
@@ -181,7 +194,7 @@ class Trainer:
         self.artifacts = Artifacts(self.run_dir, cfg.log, write=self.is_main)
         self.callbacks: List[Callback] = [self.artifacts, Checkpoints(cfg.log.ckpt_every),
                                           Evaluation(cfg), self.guard]
-        if resume:
+        if self._resume_from is not None:
             self._resume()
 
     # ------------------------------------------------------------------ helpers
@@ -280,6 +293,10 @@ class Trainer:
         cfg, log = self.cfg, self.cfg.log
         resumed = self.step_count > 0
         self.artifacts.open(self, resumed)
+        if self._resume_changes:      # recorded in the run folder, next to the steps they apply to
+            self.log_row({"step": self.step_count, "resumed": True,
+                          "changed": {k: [a, b] for k, (a, b) in self._resume_changes.items()}})
+            self._resume_changes = {}
         total = self.total_steps
         if self.step_count >= total:
             self.note(f"already at step {self.step_count} of {total}; nothing to do "
@@ -407,6 +424,7 @@ class Trainer:
             "epoch": self.loader.epoch_float,
             "config": self.cfg.to_dict(),
             "task": self.cfg.train.task,
+            "run_id": self.run_id,
             "specs": {n: raw(m).spec for n, m in self.task.modules.items()},
             "modules": {n: raw(m).state_dict() for n, m in self.task.modules.items()},
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
@@ -444,15 +462,15 @@ class Trainer:
         return path
 
     def _resume(self) -> None:
-        try:
-            path = ckpt.find_checkpoint(self.run_dir)
-        except ckpt.CheckpointError:
-            self.note(f"--resume: no checkpoint in {self.run_dir}; starting a new run")
-            return
-        self.load_state(ckpt.load_checkpoint(path, map_location="cpu"))
+        path, st = self._resume_from["path"], self._resume_from["state"]
+        self._resume_from = None                # the state is not kept past start-up
+        self.load_state(st)
         g = self.cfg.train.batch_size
         self.note(f"resumed from {path} at step {self.step_count}"
                   + (f" with {self.dist.world_size} processes (global batch {g})" if self.dist.enabled else ""))
+        if self._resume_changes:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in self._resume_changes.items())
+            self.note(f"--resume with changed settings: {shown}")
 
     def load_state(self, st: Dict[str, Any]) -> None:
         """Restore everything :meth:`state_dict` saved (resume and the guard's rollback)."""
@@ -478,6 +496,7 @@ class Trainer:
         self.step_count = int(st["step"])
         self.images_seen = int(st["images_seen"])
         self.elapsed = float(st.get("elapsed", 0.0))
+        self.run_id = str(st.get("run_id") or self.run_id)
         for cb in self.callbacks:
             cb.load_state_dict(st)
 

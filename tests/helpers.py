@@ -163,8 +163,9 @@ def assert_same_state(a: Any, b: Any, where: str = "state") -> None:
 
 
 #: checkpoint entries that legitimately differ between two runs of the same training
-#: (wall-clock seconds); :func:`comparable` also drops the run folder, ``config.out``
-RUN_SPECIFIC = ("elapsed",)
+#: (wall-clock seconds, the run's identity); :func:`comparable` also drops the run folder,
+#: ``config.out``
+RUN_SPECIFIC = ("elapsed", "run_id")
 
 
 def comparable(st: Dict[str, Any]) -> Dict[str, Any]:

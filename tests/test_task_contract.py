@@ -139,7 +139,8 @@ def test_checkpoint_round_trip(tmp_path, task):
     tr.step()
     path = tr.save_checkpoint()
     st = load_checkpoint(path)
-    fresh = make_trainer(task, tmp_path, **{"train.steps": 4})
+    # a second Trainer on the same run folder must say it continues the run (--resume)
+    fresh = make_trainer(task, tmp_path, resume=True, **{"train.steps": 4})
     fresh.load_state(st)
     assert fresh.step_count == 2
     assert_same_state(tr.state_dict(), fresh.state_dict())

@@ -7,14 +7,14 @@ read again (``ganforge`` does not garbage-collect them; deleting the folder is a
 
 Entries hold only tensors, strings and ints, and are read with
 ``torch.load(weights_only=True)``, so a cache file cannot execute code. Writes go to a temp
-file in the same folder and are renamed into place, so a crash never leaves a torn entry.
+file in the same folder and are renamed into place (:func:`ganforge.files.atomic_save`), so a
+crash never leaves a torn entry.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional
@@ -23,6 +23,7 @@ import torch
 
 from ganforge.data.base import DataWarning, ImageDataset
 from ganforge.data.paths import cache_dir
+from ganforge.files import atomic_save
 
 #: Bump when decoding changes in a way that alters the pixels of an existing key.
 CACHE_VERSION = 1
@@ -73,17 +74,8 @@ def load(key: str) -> Optional[dict]:
 def save(key: str, entry: dict) -> Optional[Path]:
     p = path_for(key)
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{key}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save({**entry, "version": CACHE_VERSION}, f)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache entry is not secret
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as e:  # a read-only cache must not stop training
+        atomic_save({**entry, "version": CACHE_VERSION}, p)
+    except OSError as e:  # a read-only or full cache must not stop training
         warnings.warn(f"could not write cache file {p} ({e}); set $GANFORGE_CACHE to a "
                       f"writable folder to load faster next time", DataWarning, stacklevel=3)
         return None

@@ -42,6 +42,8 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path,
         if "kid_mean" in keys:
             groups["KID (lower is better)"] = ["kid_mean"]
     groups = {k: v for k, v in groups.items() if v}
+    if not groups:        # e.g. only rollback rows so far: nothing to draw yet
+        return False
     fig, axes = plt.subplots(len(groups), 1, figsize=(8, 2.8 * len(groups)), sharex=True, squeeze=False)
     for ax, (title, keys) in zip(axes[:, 0], groups.items()):
         for k in keys:

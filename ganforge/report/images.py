@@ -5,13 +5,14 @@ Library tensors are float in [-1, 1], NCHW; conversion to uint8 happens here, at
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ganforge.files import atomic_write
 
 
 def make_grid(images: torch.Tensor, nrow: Optional[int] = None, padding: int = 2,
@@ -42,11 +43,10 @@ def grid_to_uint8(grid: torch.Tensor) -> np.ndarray:
 
 
 def _atomic_save(img: Image.Image, path: Path, **kw) -> None:
+    """``img.save`` through :func:`ganforge.files.atomic_write` (durable, atomic)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format=kw.pop("format", None) or path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **kw)
-    os.replace(tmp, path)
+    fmt = kw.pop("format", None) or path.suffix.lstrip(".").upper().replace("JPG", "JPEG")
+    atomic_write(path, lambda f: img.save(f, format=fmt, **kw))
 
 
 def save_image(image: torch.Tensor, path: str | Path) -> None:
@@ -83,10 +83,8 @@ def write_gif(frames: Sequence[str | Path], path: str | Path, duration_ms: int =
             im = im.resize((int(im.width * s), int(im.height * s)), Image.LANCZOS)
         imgs.append(im)
     durations = [duration_ms] * (len(imgs) - 1) + [duration_ms * 10]
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=durations, loop=0)
-    os.replace(tmp, path)
+    _atomic_save(imgs[0], Path(path), format="GIF", save_all=True, append_images=imgs[1:],
+                 duration=durations, loop=0)
 
 
 def triplet_grid(inputs: torch.Tensor, translated: torch.Tensor, reconstructed: torch.Tensor,

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ganforge.config import LogConfig
+from ganforge.files import atomic_write_text
 from ganforge.report.curves import plot_curves
 from ganforge.report.images import make_grid, save_grid, write_gif
 from ganforge.training.callbacks import Callback, TrainerT
+from ganforge.training.rundir import repair_log
 
 
 class Artifacts(Callback):
@@ -38,8 +40,14 @@ class Artifacts(Callback):
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "samples").mkdir(exist_ok=True)
+        # The log ends where the run resumes: a line torn by a crash and rows logged after the
+        # last checkpoint (they are logged again) are dropped.
+        dropped = repair_log(self.run_dir / "metrics.jsonl", trainer.step_count)
+        if dropped:
+            trainer.note(f"metrics.jsonl: dropped {dropped} line(s) after step {trainer.step_count} "
+                         f"(logged after the last checkpoint, or torn by a crash)")
         cfg_text = "# ganforge resolved config (edit and pass with --config to reuse)\n" + trainer.cfg.dump_yaml()
-        (self.run_dir / "config.yaml").write_text(cfg_text)
+        atomic_write_text(self.run_dir / "config.yaml", cfg_text)
         if self.cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter

@@ -107,8 +107,10 @@ class Guard(Callback):
             state, where = ckpt.load_checkpoint(path, map_location="cpu"), str(path)
         except ckpt.CheckpointError:
             pass
-        if state is None or int(state["step"]) < self._session_start:
-            # (a resumed session's own starting checkpoint is on disk: it never gets here)
+        if state is None or int(state["step"]) < self._session_start \
+                or state.get("run_id", trainer.run_id) != trainer.run_id:
+            # (a resumed session's own starting checkpoint is on disk: it never gets here; a
+            # checkpoint of another run in the folder is never a rollback target)
             state, where = self._initial_state, "the start of this run"
         trainer.rollback_to(state, lr_factor=g.lr_factor)   # also restores lr_scale (load_state_dict)
         self.lr_scale *= g.lr_factor
