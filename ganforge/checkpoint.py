@@ -293,6 +293,11 @@ def _numbered(d: Path) -> List[Tuple[int, Path]]:
     return sorted(out, key=lambda sp: sp[0], reverse=True)
 
 
+def numbered_checkpoints(run_dir: str | Path) -> List[Tuple[int, Path]]:
+    """``(step, path)`` of the numbered checkpoints of a run folder, newest first (not read)."""
+    return _numbered(Path(run_dir) / CKPT_DIR)
+
+
 def _twin(p: Path, numbered: List[Tuple[int, Path]]) -> Optional[Tuple[int, Path]]:
     """The numbered checkpoint that ``p`` (``latest.pt``) is a hard link of, if any."""
     try:

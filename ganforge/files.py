@@ -232,3 +232,19 @@ def remove_stale_temps(folder: PathLike) -> List[Path]:
 def _one_line(e: BaseException, limit: int = 200) -> str:
     s = " ".join(str(e).split()) or e.__class__.__name__
     return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
+def probe_writable(folder: PathLike) -> Optional[str]:
+    """Create ``folder`` (and its parents) and write and delete a probe file in it. Returns None
+    when that works, else why not (e.g. "Read-only file system"), for the caller's one-line
+    error naming the folder; checked before work whose results would have nowhere to go."""
+    folder = Path(folder)
+    probe = folder / f".ganforge-write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "w") as f:
+            f.write("ok")
+        probe.unlink()
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    return None

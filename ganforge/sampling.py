@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ganforge.errors import UserError
+from ganforge.files import probe_writable
 from ganforge.report.class_grid import save_class_grid
 from ganforge.report.images import save_grid
 from ganforge.runs import load_run
@@ -44,6 +45,10 @@ def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png"
     if out.is_dir():
         raise UserError(f"--out '{out}' is a folder; give a file name in it instead, e.g. "
                         f"--out {out / ('samples' + suffix)}")
+    why = probe_writable(out.parent)
+    if why is not None:
+        raise UserError(f"--out {out}: cannot write in {out.parent} ({why}); choose a folder you "
+                        f"can write to")
     model = load_run(run, which, ema=ema, device=device)
     names = model.class_names
     cols = None

@@ -37,6 +37,7 @@ from ganforge.data.decode import decode_file
 from ganforge.data.domains import load_domain
 from ganforge.data.folder import scan
 from ganforge.data.transforms import convert_channels
+from ganforge.files import probe_writable
 from ganforge.report.images import grid_to_uint8, triplet_grid
 from ganforge.runs import load_run
 from ganforge.tasks import TrainedModel
@@ -130,6 +131,9 @@ def translate_to_dir(run: str | Path, input_spec: str, out: str | Path, *, direc
                      data_dir: Optional[str] = None, ema: bool = True) -> Dict[str, object]:
     """Translate ``input_spec`` with the run's generators and write the results to ``out``.
     Returns ``{"n": count, "out": dir, "grid": path or None}``."""
+    why = probe_writable(Path(out).expanduser())
+    if why is not None:
+        raise DataError(f"--out {out}: cannot write there ({why}); choose a folder you can write to")
     model = load_translator(run, which, device, ema=ema)
     if direction not in model.directions:
         raise DataError(f"--direction '{direction}': use {' or '.join(model.directions)}")

@@ -101,16 +101,9 @@ class Guard(Callback):
                 f"checkpoint is in {trainer.run_dir / 'checkpoints'}. Try lower learning rates "
                 f"(train.lr_d / train.lr_g), a regulariser (reg.r1=1, reg.spectral_norm=true) or "
                 f"augmentation (aug.diffaug=translation,cutout,color)")
-        state, where = None, ""
-        try:
-            path = ckpt.find_checkpoint(trainer.run_dir)
-            state, where = ckpt.load_checkpoint(path, map_location="cpu"), str(path)
-        except ckpt.CheckpointError:
-            pass
-        if state is None or int(state["step"]) < self._session_start \
-                or state.get("run_id", trainer.run_id) != trainer.run_id:
-            # (a resumed session's own starting checkpoint is on disk: it never gets here; a
-            # checkpoint of another run in the folder is never a rollback target)
+        state, where = self._last_good(trainer)
+        if state is None:
+            # (a resumed session's own starting checkpoint is on disk: it never gets here)
             state, where = self._initial_state, "the start of this run"
         trainer.rollback_to(state, lr_factor=g.lr_factor)   # also restores lr_scale (load_state_dict)
         self.lr_scale *= g.lr_factor
@@ -120,6 +113,21 @@ class Guard(Callback):
                      f"{g.max_rollbacks}")
         trainer.log_row({"step": trainer.step_count, "rollback": self.rollbacks, "reason": reason,
                          "lr_scale": self.lr_scale})
+
+    def _last_good(self, trainer: TrainerT):
+        """(state, path) of this run's newest readable checkpoint from this session on, or
+        (None, ""). A checkpoint of another run in the folder (another ``run_id``: e.g. a second
+        process writing the same --out) is never a rollback target."""
+        for step, path in ckpt.numbered_checkpoints(trainer.run_dir):
+            if step < self._session_start:
+                break
+            try:
+                st = ckpt.load_checkpoint(path, map_location="cpu")
+            except ckpt.CheckpointError:
+                continue
+            if st.get("run_id", trainer.run_id) == trainer.run_id:
+                return st, str(path)
+        return None, ""
 
     def state_dict(self) -> Dict[str, Any]:
         return {"guard": {"rollbacks": self.rollbacks, "lr_scale": self.lr_scale}}

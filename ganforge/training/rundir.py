@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from ganforge import checkpoint as ckpt
 from ganforge.config import ConfigError
 from ganforge.errors import UserError
-from ganforge.files import atomic_write_text
+from ganforge.files import atomic_write_text, probe_writable
 
 #: Config keys that may differ between a run and its resumption (sections end with ".").
 RESUMABLE = ("train.steps", "train.epochs", "train.time_limit", "train.threads", "train.device",
@@ -44,15 +44,10 @@ def holds_run(run_dir: Path) -> bool:
 def check_writable(run_dir: Path) -> None:
     """Create ``run_dir`` and write a probe file in it; a :class:`UserError` naming the folder
     when that is not possible (read-only file system, no permission, a file in the way)."""
-    probe = run_dir / ".ganforge-write-test"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(probe, "w") as f:
-            f.write("ok")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"--out {run_dir}: cannot write there ({e.strerror or type(e).__name__}); "
-                        f"choose a folder you can write to") from None
+    why = probe_writable(run_dir)
+    if why is not None:
+        raise UserError(f"--out {run_dir}: cannot write there ({why}); choose a folder you can "
+                        f"write to")
 
 
 def clear_outputs(run_dir: Path) -> List[str]:
