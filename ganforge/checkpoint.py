@@ -51,6 +51,10 @@ CKPT_DIR = "checkpoints"
 LATEST = "latest.pt"
 BEST = "best.pt"
 CHECKSUM_KEY = "checksum"
+#: Written beside the checksum (and covered by it): a file with one of the two keys but not
+#: the other was damaged in a key name (a file with neither predates checksums).
+SCHEME_KEY = "checksum_scheme"
+SCHEME = "sha256-walk-1"
 DAMAGED_SUFFIX = ".damaged"
 _NUM = re.compile(r"^step-(\d+)\.pt$")
 _ACCESS_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR}   # the file, not its content
@@ -165,7 +169,8 @@ def state_checksum(state: Mapping) -> str:
 
 def with_checksum(state: Mapping) -> Dict[str, Any]:
     """A shallow copy of ``state`` with its ``"checksum"`` set (the caller's dict is untouched)."""
-    out = {k: v for k, v in state.items() if k != CHECKSUM_KEY}
+    out = {k: v for k, v in state.items() if k not in (CHECKSUM_KEY, SCHEME_KEY)}
+    out[SCHEME_KEY] = SCHEME
     out[CHECKSUM_KEY] = state_checksum(out)
     return out
 
@@ -217,11 +222,16 @@ def _read(p: Path, map_location: Any, mmap: bool = False) -> Dict[str, Any]:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if not isinstance(st, Mapping):
         raise _Damaged(f"it holds a {type(st).__name__}, not a checkpoint dict")
-    if CHECKSUM_KEY in st:
+    marked = (CHECKSUM_KEY in st, SCHEME_KEY in st)
+    if marked == (True, True):
         want = st[CHECKSUM_KEY]
-        if not isinstance(want, str) or state_checksum(st) != want:
+        if not isinstance(want, str) or st[SCHEME_KEY] != SCHEME or state_checksum(st) != want:
             raise _Damaged("checksum mismatch: its content changed after it was written")
-        st = {k: v for k, v in st.items() if k != CHECKSUM_KEY}
+        st = {k: v for k, v in st.items() if k not in (CHECKSUM_KEY, SCHEME_KEY)}
+    elif any(marked):
+        raise _Damaged("its checksum entry is damaged")
+    elif "step" not in st:     # a file from before checksums is still a ganforge checkpoint
+        raise _Damaged("it holds no checksum and no training step: not a ganforge checkpoint")
     return st
 
 

@@ -23,6 +23,7 @@ import difflib
 import json
 import math
 import re
+import reprlib
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -35,6 +36,23 @@ from ganforge.errors import UserError
 
 class ConfigError(UserError, ValueError):
     """A user-facing configuration error; the message names the offending key."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
+
+
+def _brief(value: Any) -> str:
+    """``repr(value)`` for an error message, bounded: a long string, a deep or huge nested
+    value from YAML (aliases can make a "billion laughs" structure whose full repr never
+    ends) or an int too long to print come back shortened."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"<a {value.bit_length() * 30103 // 100000 + 1}-digit integer>"
+    try:
+        return _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a repr that fails still must not hide the key
+        return f"<{type(value).__name__}>"
 
 
 #: the registry kinds :func:`check_names` knows how to check (``key(registry=...)``)
@@ -276,6 +294,8 @@ class Config:
         return merge(cls(), d, where=where)
 
     def with_overrides(self, pairs: Mapping[str, Any] | list[str], where: str = "override") -> "Config":
+        if isinstance(pairs, str):
+            pairs = [pairs]
         if isinstance(pairs, (list, tuple)):
             pairs = parse_pairs(pairs)
         cfg = self
@@ -380,12 +400,12 @@ class KeySpec:
             return
         zero = f" (0: {self.zero})" if self.zero else ""
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{where}: {self.name}={value!r} must be a finite number "
+            raise ConfigError(f"{where}: {self.name}={_brief(value)} must be a finite number "
                               f"{self.range_text()}{zero}".rstrip())
         lo_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         hi_bad = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if lo_bad or hi_bad:
-            raise ConfigError(f"{where}: {self.name}={value!r} must be {self.range_text()}{zero}")
+            raise ConfigError(f"{where}: {self.name}={_brief(value)} must be {self.range_text()}{zero}")
 
 
 def _did_you_mean(value: Any, names: Collection[Any]) -> str:
@@ -394,7 +414,7 @@ def _did_you_mean(value: Any, names: Collection[Any]) -> str:
 
 
 def _not_one_of(name: str, value: Any, choices: Collection[Any], where: str) -> str:
-    return (f"{where}: {name}={value!r} is not one of {', '.join(str(c) for c in choices)}"
+    return (f"{where}: {name}={_brief(value)} is not one of {', '.join(str(c) for c in choices)}"
             f"{_did_you_mean(value, choices)}")
 
 
@@ -511,7 +531,8 @@ def check_names(cfg: Config, known: Mapping[str, Collection[str]], where: str = 
             items = [value]
         for item in items:
             if item not in names:
-                what = f"'{item}' in {spec.name}={value!r}" if spec.many else f"{spec.name}={value!r}"
+                what = (f"{_brief(item)} in {spec.name}={_brief(value)}" if spec.many
+                        else f"{spec.name}={_brief(value)}")
                 raise ConfigError(f"{where}: {what} is not a known {spec.registry}; valid: "
                                   f"{', '.join(sorted(names)) or '(none registered)'}"
                                   f"{_did_you_mean(item, names)}")
@@ -531,6 +552,9 @@ def _get(cfg: Config, spec: KeySpec) -> Any:
 
 def resolve_key(key: str, where: str = "override") -> Tuple[Optional[str], str]:
     """Map ``section.field`` or a unique bare ``field`` to (section, field)."""
+    if not isinstance(key, str):
+        raise ConfigError(f"{where}: config key {_brief(key)} is not a name; keys are words "
+                          f"like train.lr_g (see `ganforge train --help-config`)")
     key = key.strip().replace("-", "_")
     sections = _section_classes()
     if "." in key:
@@ -570,7 +594,10 @@ def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
         if v not in choices:
             raise ConfigError(_not_one_of(key, v, choices, where))
         return v
-    bad = ConfigError(f"{where}: '{key}' expects {getattr(tp, '__name__', tp)}, got {value!r}")
+    def bad(detail: str = "") -> ConfigError:   # built only when raised: repr can be costly
+        return ConfigError(f"{where}: '{key}' expects {getattr(tp, '__name__', tp)}, got "
+                           f"{_brief(value)}{detail}")
+
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -580,10 +607,10 @@ def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             return False
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        raise bad
+        raise bad()
     if tp is int:
         if isinstance(value, bool):
-            raise bad
+            raise bad()
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -592,28 +619,34 @@ def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             try:
                 f = float(value)
             except ValueError:
-                raise bad from None
+                raise bad() from None
             if f.is_integer():
                 return int(f)
-        raise bad
+        raise bad()
     if tp is float:
         if isinstance(value, bool):
-            raise bad
+            raise bad()
         if isinstance(value, (int, float)):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise bad(" (too large for a float)") from None
         if isinstance(value, str):
             try:
                 return float(value)
             except ValueError:
-                raise bad from None
-        raise bad
+                raise bad() from None
+        raise bad()
     if tp is str:
         if isinstance(value, bool):   # YAML's `compile: false` for a tri-state auto|true|false key
             return str(value).lower()
         if isinstance(value, (str, int, float)):
-            return str(value)
-        raise bad
-    raise bad
+            try:
+                return str(value)
+            except ValueError:     # an int beyond Python's digit limit
+                raise bad() from None
+        raise bad()
+    raise bad()
 
 
 def set_key(cfg: Config, key: str, value: Any, where: str = "override") -> Config:
@@ -636,7 +669,8 @@ def merge(cfg: Config, d: Mapping[str, Any], where: str = "config") -> Config:
     for key, value in d.items():
         if key in sections:
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{where}: section '{key}' must be a mapping, got {value!r}")
+                raise ConfigError(f"{where}: section '{key}' must be a mapping, got "
+                                  f"{_brief(value)}")
             for sub, v in value.items():
                 cfg = set_key(cfg, f"{key}.{sub}", v, where)
         else:
@@ -647,10 +681,15 @@ def merge(cfg: Config, d: Mapping[str, Any], where: str = "config") -> Config:
 def parse_pairs(items: list[str]) -> Dict[str, str]:
     out: Dict[str, str] = {}
     for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"override {_brief(item)} is not a key=value string "
+                              f"(e.g. train.lr_g=1e-4)")
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value "
                               f"(e.g. train.lr_g=1e-4)")
         k, v = item.split("=", 1)
+        if not k.strip():
+            raise ConfigError(f"override '{item}' has no key before '=' (e.g. train.lr_g=1e-4)")
         out[k.strip()] = v.strip()
     return out
 
@@ -662,20 +701,40 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, ValueError):       # a name the OS refuses (too long, NUL, ...)
+        return False
+
+
 def load_yaml(path_or_name: str | Path) -> Dict[str, Any]:
-    """Read a preset by file path or by name (``dcgan-fashion-mnist``)."""
+    """Read a preset by file path or by name (``dcgan-fashion-mnist``). Anything wrong with
+    the file (missing, not a regular file, unreadable, not UTF-8, not YAML, nested too
+    deeply) is a ConfigError naming it."""
     p = Path(path_or_name)
-    if not p.exists():
+    if not _exists(p):
         cand = PRESET_DIR / f"{path_or_name}.yaml"
-        if cand.exists():
+        if _exists(cand):
             p = cand
         else:
             raise ConfigError(f"--config '{path_or_name}': no such file and no preset of that "
                               f"name; presets: {', '.join(preset_names())}")
+    if not p.is_file():                  # a folder; a FIFO would block
+        raise ConfigError(f"--config '{p}': not a regular file; give a YAML file or a "
+                          f"preset name ({', '.join(preset_names())})")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_bytes()            # PyYAML decodes (UTF-8/16) and rejects bad bytes
+    except OSError as e:
+        raise ConfigError(f"--config '{p}': cannot read it: {e}") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"--config '{p}': not valid YAML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"--config '{p}': nested too deeply to be a config") from None
+    except ValueError as e:              # e.g. an integer beyond Python's digit limit
+        raise ConfigError(f"--config '{p}': not a usable YAML value: {e}") from None
     return data
 
 

@@ -18,7 +18,9 @@ previous file is untouched; the exception propagates. A full disk always surface
 ``EDQUOT``, also when ``torch.save`` reported it as its own ``RuntimeError`` (``[enforce fail at
 inline_container.cc ...] unexpected pos``); :func:`disk_full_errno` recognises all of these.
 Only SIGKILL (or a power cut) can leave a temporary file behind; the writer of a folder sweeps
-them with :func:`remove_stale_temps` (``ganforge.checkpoint`` does, before each checkpoint).
+them with :func:`remove_stale_temps` (``ganforge.checkpoint`` does, before each checkpoint; the
+trainer, in the run folder and ``samples/``, as each session starts). The shared caches are not
+swept (several processes may write them at once); their leftovers are never read.
 
 Used for training checkpoints (:mod:`ganforge.checkpoint`), sample grids and GIFs
 (:mod:`ganforge.report.images`), the decoded-data cache (:mod:`ganforge.data.cache`),
@@ -237,9 +239,11 @@ def _one_line(e: BaseException, limit: int = 200) -> str:
 def probe_writable(folder: PathLike) -> Optional[str]:
     """Create ``folder`` (and its parents) and write and delete a probe file in it. Returns None
     when that works, else why not (e.g. "Read-only file system"), for the caller's one-line
-    error naming the folder; checked before work whose results would have nowhere to go."""
+    error naming the folder; checked before work whose results would have nowhere to go. The
+    probe is named like a temporary file (``.ganforge-write-test-<pid>.tmp``), so that one a
+    SIGKILL left behind goes with the folder's other temporaries (:func:`remove_stale_temps`)."""
     folder = Path(folder)
-    probe = folder / f".ganforge-write-test-{os.getpid()}"
+    probe = folder / f".ganforge-write-test-{os.getpid()}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(probe, "w") as f:

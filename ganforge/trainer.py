@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import random
 import signal
 import sys
 import time
@@ -44,6 +45,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 
 import ganforge
@@ -99,7 +101,11 @@ class Trainer:
         self.dist, self.device, self.is_cuda = rt.dist, rt.device, rt.is_cuda
         self.is_main = self.dist.is_main
         self.quiet = quiet or not self.is_main
+        # every RNG a checkpoint carries (ckpt.rng_state) starts from the seed, so that a seeded
+        # run's whole state is the same whichever process it started in
         torch.manual_seed(t.seed)
+        random.seed(t.seed)
+        np.random.seed(t.seed % 2**32)
         self.run_dir = Path(cfg.out or default_run_dir(cfg))
         local_cfg = rt.local_config(cfg)     # this process's share of the global batch
         # ----- the run folder: writable, holding no other run (unless --resume/--overwrite);
@@ -301,6 +307,7 @@ class Trainer:
         if self.step_count >= total:
             self.note(f"already at step {self.step_count} of {total}; nothing to do "
                       f"(raise --steps to train longer)")
+            self.artifacts.on_end(self)     # the GIF and curves, in case a kill came before them
             return self._summary(0.0, 0)
         self.note(f"training {type(self.task).run_label(cfg)} on {self.data_info.name} ({self.data_info.n_images} images, "
                   f"{self.channels}x{self.img_size}x{self.img_size}) on {self.device}; "

@@ -88,10 +88,7 @@ def _index_names(n: int) -> List[str]:
 def _decode_files(files: List[Path], size: int, channels: int) -> torch.Tensor:
     arrays = []
     for f in files:
-        try:
-            a, _ = decode_file(f, size)
-        except Exception as e:
-            raise DataError(f"{f}: cannot read image ({type(e).__name__}: {e})") from None
+        a, _ = decode_file(f, size)          # a DataError naming the file when it cannot
         t = torch.from_numpy(np.array(a)).permute(2, 0, 1).unsqueeze(0)
         arrays.append(convert_channels(t, channels, str(f)))
     return to_float(torch.cat(arrays).contiguous())
@@ -131,12 +128,12 @@ def translate_to_dir(run: str | Path, input_spec: str, out: str | Path, *, direc
                      data_dir: Optional[str] = None, ema: bool = True) -> Dict[str, object]:
     """Translate ``input_spec`` with the run's generators and write the results to ``out``.
     Returns ``{"n": count, "out": dir, "grid": path or None}``."""
-    why = probe_writable(Path(out).expanduser())
-    if why is not None:
-        raise DataError(f"--out {out}: cannot write there ({why}); choose a folder you can write to")
     model = load_translator(run, which, device, ema=ema)
     if direction not in model.directions:
         raise DataError(f"--direction '{direction}': use {' or '.join(model.directions)}")
+    why = probe_writable(Path(out).expanduser())     # before any image is read or translated
+    if why is not None:
+        raise DataError(f"--out {out}: cannot write there ({why}); choose a folder you can write to")
     x, names, root = load_inputs(input_spec, model, direction, limit=limit, data_dir=data_dir)
     out = Path(out).expanduser()
     if root is not None and out.resolve() == root.resolve():

@@ -258,10 +258,12 @@ def test_save_checkpoint_writes_checksum_links_latest_and_loads_back(tmp_path):
     assert path == ckdir(run) / "step-000000005.pt"
     assert "checksum" not in s                               # the caller's dict is untouched
     raw = torch.load(path, weights_only=True)
-    assert raw["checksum"] == state_checksum(s) and raw["checksum"].startswith("sha256:")
+    assert raw["checksum_scheme"] == "sha256-walk-1" and "checksum_scheme" not in s
+    assert raw["checksum"] == state_checksum({**s, "checksum_scheme": "sha256-walk-1"})
+    assert raw["checksum"].startswith("sha256:")
     assert same_file(path, ckdir(run) / "latest.pt")
     back = load_checkpoint(run)
-    assert "checksum" not in back and list(back) == list(s)
+    assert "checksum" not in back and "checksum_scheme" not in back and list(back) == list(s)
     assert torch.equal(back["w"], s["w"]) and back["opt"] == s["opt"]
     assert temps(ckdir(run)) == []
 

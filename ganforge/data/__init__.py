@@ -9,11 +9,13 @@ Inside the library images are float [-1, 1] NCHW; uint8 only at the edges (files
 
 Modules, one idea each:
   base        ImageDataset, DataError, DATASETS registry
+  limits      how much a file may make us allocate (checked before allocating)
   paths       where datasets are searched, downloaded and cached
   download    one verified, atomic download
   idx         the IDX file format
   mnist       the named MNIST-family datasets (files, checksums, class names)
-  decode      one image file -> 8-bit gray/RGB, whatever its mode
+  decode      one image file -> 8-bit gray/RGB, whatever its mode (untrusted files: a
+              DataError naming the file for anything unreadable or oversized)
   folder      a folder of images (class subfolders, skipping unreadable files)
   arrays      .npy / .npz arrays
   emoji       the Noto Color Emoji dataset

@@ -26,7 +26,6 @@ resumed run sees exactly the batches it would have seen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 
 from ganforge.data.base import DATASETS, DataError, ImageDataset
 from ganforge.data.classes import normalize_class_name
-from ganforge.data.spec import DataSpec, parse_spec
+from ganforge.data.spec import DataSpec, local_path, parse_spec, path_exists, path_is_dir
 from ganforge.data.transforms import convert_channels, resize_square
 from ganforge.data.resolve import load_dataset
 from ganforge.data.batching import BatchLoader
@@ -63,7 +62,7 @@ def parse_domain(spec: str) -> DataSpec:
     if not spec:
         raise DataError("empty domain spec; give e.g. fashion-mnist:sneaker or a folder of images")
     parsed = parse_spec(spec)
-    if parsed.named or Path(parsed.source).expanduser().exists():
+    if parsed.named or path_exists(local_path(parsed.source)):
         return parsed
     names = ", ".join(DATASETS.names())
     raise DataError(f"domain '{spec}': neither an existing folder/file nor a registered "
@@ -75,8 +74,8 @@ def to_test_split(spec: DataSpec) -> Optional[DataSpec]:
     """The test split of a training domain, or None when there is no such thing."""
     if spec.source in DATASETS:
         return spec.with_split("test") if spec.split in (None, "train") else None
-    p = Path(spec.source).expanduser()
-    if p.is_dir() and "train" in p.name:
+    p = local_path(spec.source)
+    if path_is_dir(p) and "train" in p.name:
         q = p.with_name(p.name.replace("train", "test", 1))
         if q.is_dir():
             return DataSpec(str(q), None, spec.cls)
@@ -174,8 +173,8 @@ def domain_specs(data_name: str, domain_a: str, domain_b: str) -> Tuple[str, str
             raise DataError(f"cyclegan needs two domains; {missing} is missing (e.g. "
                             f"--domain-a fashion-mnist:sneaker --domain-b fashion-mnist:ankle-boot)")
         return domain_a, domain_b
-    root = Path(data_name).expanduser()
-    if root.is_dir():
+    root = local_path(data_name)
+    if path_is_dir(root):
         for a, b in (("trainA", "trainB"), ("A", "B")):
             if (root / a).is_dir() and (root / b).is_dir():
                 return str(root / a), str(root / b)

@@ -9,8 +9,10 @@
   resized with its shorter side to ``img_size`` and center-cropped to a square.
   ``img_size=0`` uses the smallest shorter side found.
 - ``channels=0``: 1 if every image is grayscale, else 3.
-- Unreadable or truncated files are skipped with a warning and counted (``skipped``), or
-  raise under ``strict=True``.
+- Unreadable, truncated, unsupported or oversized files (see :mod:`ganforge.data.decode`)
+  are skipped with a warning and counted (``skipped``), or raise a DataError naming the
+  file under ``strict=True``. Only regular files are read (a FIFO named ``x.png`` would
+  block).
 Decoding runs in a thread pool (Pillow releases the GIL while decoding and resizing).
 """
 from __future__ import annotations
@@ -27,7 +29,8 @@ import torch
 
 from ganforge.data import cache as cache_mod
 from ganforge.data.base import DataError, DataWarning, ImageDataset
-from ganforge.data.decode import decode_file, header_size
+from ganforge.data.decode import decode_file, header_size, unreadable
+from ganforge.data.spec import local_path, path_is_dir
 from ganforge.data.transforms import LUMA_601
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -51,8 +54,10 @@ def scan(folder: Path) -> Tuple[List[Path], Counter]:
             if fn.startswith("."):
                 continue
             ext = os.path.splitext(fn)[1].lower()
-            if ext in IMAGE_EXTENSIONS:
+            if ext in IMAGE_EXTENSIONS and os.path.isfile(os.path.join(dirpath, fn)):
                 files.append(Path(dirpath) / fn)
+            elif ext in IMAGE_EXTENSIONS:      # a FIFO, a device, a broken link
+                others[f"{ext} (not a regular file)"] += 1
             else:
                 others[ext or "(no extension)"] += 1
     files.sort(key=lambda p: p.relative_to(folder).as_posix())
@@ -80,14 +85,13 @@ class _Skips:
         self.files: List[str] = []
 
     def add(self, path: Path, err: BaseException) -> None:
+        reason = str(unreadable(path, err))          # starts with the file's path
         if self.strict:
-            raise DataError(f"{path}: cannot read image ({type(err).__name__}: {err}); fix or "
-                            f"delete the file, or run without strict to skip unreadable "
-                            f"images") from None
+            raise DataError(f"{reason}; fix or delete the file, or run without strict to skip "
+                            f"unreadable images") from None
         self.files.append(str(path))
         if len(self.files) <= MAX_WARNINGS:
-            warnings.warn(f"skipping unreadable image {path} ({type(err).__name__}: {err})",
-                          DataWarning, stacklevel=4)
+            warnings.warn(f"skipping unreadable image {reason}", DataWarning, stacklevel=4)
         elif len(self.files) == MAX_WARNINGS + 1:
             warnings.warn("more unreadable images are being skipped; further warnings are "
                           "suppressed", DataWarning, stacklevel=4)
@@ -183,8 +187,8 @@ def decode_folder(folder: Path, files: List[Path], *, img_size: int, channels: i
 
 def load_folder(path: str | Path, *, img_size: int = 0, channels: int = 0, strict: bool = False,
                 limit: int = 0, cache: bool = True, name: Optional[str] = None) -> ImageDataset:
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
+    folder = local_path(path)
+    if not path_is_dir(folder):
         raise DataError(f"{folder}: not a folder")
     folder = folder.resolve()
     files, others = scan(folder)

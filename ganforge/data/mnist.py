@@ -188,9 +188,15 @@ def decode(spec: IdxDatasetSpec, split: str, img_path: Path, lbl_path: Path, *,
     if images.ndim != 3 or images.dtype.name != "uint8":
         raise DataError(f"{img_path}: expected uint8 images of shape (N, H, W), got "
                         f"{images.dtype} {images.shape}; is this an *-images-idx3-ubyte file?")
+    if images.size == 0:
+        raise DataError(f"{img_path}: holds no images (shape {images.shape}); delete it so "
+                        f"ganforge can fetch it again")
     if labels.ndim != 1 or len(labels) != len(images):
         raise DataError(f"{lbl_path}: expected {len(images)} labels to go with {img_path}, "
                         f"got shape {labels.shape}; the two files do not belong together")
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{lbl_path}: labels must be integers (class indices), got "
+                        f"{labels.dtype}; is this an *-labels-idx1-ubyte file?")
     n_cls = len(spec.class_names)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_cls):
         raise DataError(f"{lbl_path}: labels must lie in 0..{n_cls - 1}, found "

@@ -8,7 +8,7 @@ from pathlib import Path
 from ganforge.data.arrays import load_arrays
 from ganforge.data.base import DATASETS, DataError, ImageDataset
 from ganforge.data.folder import load_folder
-from ganforge.data.spec import parse_spec
+from ganforge.data.spec import local_path, parse_spec, path_exists, path_is_dir
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 
@@ -44,11 +44,12 @@ def _unknown(spec: str) -> DataError:
 
 def _path_split(path: Path, split: str) -> Path:
     """For a path, split 'train' means the path itself; another split selects the
-    subfolder of that name."""
+    subfolder of that name (a plain name: no separators, not '.' or '..')."""
     if split in ("train", "", "all"):
         return path
+    plain = not any(c in split for c in "/\\\0") and split not in (".", "..")
     sub = path / split
-    if path.is_dir() and sub.is_dir():
+    if plain and path_is_dir(path) and path_is_dir(sub):
         return sub
     raise DataError(f"{path}: split '{split}' applies to named datasets; for a folder it "
                     f"means the subfolder '{split}', which does not exist; point the dataset "
@@ -78,12 +79,12 @@ def load_dataset(spec: str, split: str = "train", *, img_size: int = 0, channels
         return DATASETS.get(parsed.source)(split=parsed.split or parsed.cls or split, img_size=img_size,
                                   channels=channels, data_dir=data_dir, strict=strict,
                                   limit=limit, download=download, cache=cache)
-    path = Path(spec).expanduser()
-    if not path.exists():
+    path = local_path(spec)
+    if not path_exists(path):
         raise _unknown(spec)
     path = _path_split(path, split)
-    shown = spec if path == Path(spec).expanduser() else str(path)
-    if path.is_dir():
+    shown = spec if path == local_path(spec) else str(path)
+    if path_is_dir(path):
         return load_folder(path, img_size=img_size, channels=channels, strict=strict,
                            limit=limit, cache=cache, name=shown)
     if path.suffix.lower() in ARRAY_SUFFIXES:

@@ -44,11 +44,35 @@ class DataSpec:
         return ":".join(p for p in (self.source, self.split, self.cls) if p)
 
 
+def local_path(spec: str | Path) -> Path:
+    """``spec`` as a local path with ``~`` expanded (left as it is when ``~user`` names no
+    user, which then simply does not exist)."""
+    try:
+        return Path(spec).expanduser()
+    except (RuntimeError, ValueError):     # ValueError: "~\0..." (a NUL in the user name)
+        return Path(spec)
+
+
+def path_exists(p: Path) -> bool:
+    """``p.exists()``, False for names the OS refuses (too long, NUL bytes, ...)."""
+    try:
+        return p.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def path_is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_spec(spec: str) -> DataSpec:
     """Read a data spec (see the module docstring). Raises :class:`DataError` only for a
     registered name with more than two ``:`` parts; an unknown name comes back as a path."""
     spec = str(spec).strip()
-    if Path(spec).expanduser().exists():
+    if path_exists(local_path(spec)):
         return DataSpec(spec)
     parts = spec.split(":")
     if parts[0] in DATASETS:
@@ -63,7 +87,7 @@ def parse_spec(spec: str) -> DataSpec:
         raise DataError(f"data spec '{spec}': too many ':' parts; use NAME:CLASS or "
                         f"NAME:SPLIT:CLASS (e.g. fashion-mnist:test:sneaker)")
     head, sep, cls = spec.rpartition(":")
-    if sep and head and Path(head).expanduser().is_dir():
+    if sep and head and path_is_dir(local_path(head)):
         return DataSpec(head, None, cls)
     return DataSpec(spec)
 

@@ -67,7 +67,19 @@ def convert_channels(images: torch.Tensor, channels: int, where: str) -> torch.T
 
 def composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Alpha-composite straight (non-premultiplied) colour over white; all uint8, alpha
-    broadcast over the channel axis. out = c * a + 255 * (1 - a), rounded."""
-    c = color.astype(np.uint32)
-    a = alpha.astype(np.uint32)
-    return ((c * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
+    broadcast over the channel axis. out = c * a + 255 * (1 - a), rounded.
+
+    Works in blocks along the first axis, so the 32-bit temporaries stay small however
+    large the image or batch is."""
+    out = np.empty(np.broadcast_shapes(color.shape, alpha.shape), np.uint8)
+    if out.ndim == 0 or out.size == 0 or color.ndim != alpha.ndim \
+            or color.shape[:1] != alpha.shape[:1]:
+        c, a = color.astype(np.uint32), alpha.astype(np.uint32)
+        out[...] = (c * a + 255 * (255 - a) + 127) // 255
+        return out
+    step = max(1, (1 << 22) // max(1, out[:1].size))
+    for i in range(0, out.shape[0], step):
+        c = color[i:i + step].astype(np.uint32)
+        a = alpha[i:i + step].astype(np.uint32)
+        out[i:i + step] = (c * a + 255 * (255 - a) + 127) // 255
+    return out

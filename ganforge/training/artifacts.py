@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ganforge.config import LogConfig
-from ganforge.files import atomic_write_text
+from ganforge.files import atomic_write_text, remove_stale_temps
 from ganforge.report.curves import plot_curves
 from ganforge.report.images import make_grid, save_grid, write_gif
 from ganforge.training.callbacks import Callback, TrainerT
@@ -40,6 +40,11 @@ class Artifacts(Callback):
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "samples").mkdir(exist_ok=True)
+        # Temporary files of writes killed by SIGKILL (config.yaml, the log's repair, grids,
+        # GIF, the --out probe): this process is the folders' one writer (checkpoints/ sweeps
+        # its own).
+        remove_stale_temps(self.run_dir)
+        remove_stale_temps(self.run_dir / "samples")
         # The log ends where the run resumes: a line torn by a crash and rows logged after the
         # last checkpoint (they are logged again) are dropped.
         dropped = repair_log(self.run_dir / "metrics.jsonl", trainer.step_count)

@@ -136,12 +136,15 @@ def check_resume_config(saved: Dict[str, Any], now: Dict[str, Any], source: str)
 
 def repair_log(path: Path, step: int) -> int:
     """Make ``metrics.jsonl`` end at ``step``, the step a run resumes from: drop a torn last
-    line (a crash mid-write) and rows logged after the checkpoint (they will be logged again).
-    Rewrites the file atomically; returns how many lines were dropped."""
+    line (a crash mid-write) and rows logged after the checkpoint (they will be logged again);
+    a whole last row cut just before its newline is kept, and the newline added (else the next
+    row would be appended to its line). Rewrites the file atomically; returns how many lines
+    were dropped."""
     if not path.exists():
         return 0
     kept, dropped = [], 0
-    for line in path.read_text(errors="replace").splitlines():
+    text = path.read_text(errors="replace")
+    for line in text.splitlines():
         try:
             row = json.loads(line)
             ok = isinstance(row, dict) and int(row.get("step", 0)) <= step
@@ -151,7 +154,7 @@ def repair_log(path: Path, step: int) -> int:
             kept.append(line)
         else:
             dropped += 1
-    if dropped:
+    if dropped or (text and not text.endswith("\n")):
         atomic_write_text(path, "".join(line + "\n" for line in kept))
     return dropped
 
