@@ -17,7 +17,8 @@ class                  exit   meaning
 
 ``EvalError`` (bad evaluation requests) lives here because metrics, scoring and the tasks
 all raise it. Module-specific errors subclass one of these (``ConfigError``, ``DataError``,
-``CheckpointError``, ``RegistryError``, ``EvaluatorError``, ``TrainingDiverged``)
+``CheckpointError``, ``RegistryError``, ``EvaluatorError``; ``TrainingDiverged`` and
+``CheckpointWriteError`` are ``RunError`` s)
 and keep a builtin base (``ValueError``, ``KeyError``, ``RuntimeError``) for callers that
 catch those. Anything else that escapes is a bug in ganforge, not the user's doing.
 """
