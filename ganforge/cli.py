@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import List, NoReturn, Optional
 
 from ganforge import distributed, evaluate, models
+from ganforge.api import add_interpolate_parser, add_progress_parser
 from ganforge.argtypes import at_least, positive
 from ganforge.config import Config, ConfigError, help_config, load_yaml, merge, parse_pairs, preset_names
 from ganforge.data import DATASETS
 from ganforge.errors import GanforgeError, UserError
 from ganforge.evaluator import add_evaluator_parser
+from ganforge.export import add_export_parser
+from ganforge.run_report import WriteReport, add_report_parser
 from ganforge.losses import LOSSES
 from ganforge.metrics import DEFAULT_METRICS, EXTRACTORS, METRICS
 from ganforge.sampling import sample_to_file
@@ -61,7 +64,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(cfg.dump_yaml())
         return 0
     try:
-        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
+        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
+                          callbacks=[WriteReport()])
         summary = trainer.fit()
     finally:
         distributed.shutdown()
@@ -71,7 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- sample
 def cmd_sample(args: argparse.Namespace) -> int:
     path = sample_to_file(args.run, n=args.n, out=args.out, seed=args.seed, which=args.checkpoint,
-                          device=args.device, class_=args.class_, ema=not args.no_ema)
+                          device=args.device, class_=args.class_, ema=not args.no_ema,
+                          truncation=args.truncation)
     print(f"wrote {path}")
     return 0
 
@@ -182,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "index, or 'all' for one labelled row per class (ceil(n/K) images each)")
     s.add_argument("--no-ema", action="store_true",
                    help="use the raw generator, not its weight average (runs with ema.half_life)")
+    s.add_argument("--truncation", type=positive(float), metavar="PSI", help="truncation trick: resample noise components until |z| <= PSI (less variety, cleaner images)")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="score a run (or two datasets) with FID, KID, precision/recall, ...",
@@ -209,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluator_parser(sub)
     add_translate_parser(sub)
+    add_export_parser(sub)
+    add_interpolate_parser(sub)
+    add_progress_parser(sub)
+    add_report_parser(sub)
 
     l = sub.add_parser("list", help="list models, tasks, losses, datasets and presets")
     l.set_defaults(func=cmd_list)

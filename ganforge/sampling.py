@@ -14,6 +14,7 @@ import torch
 
 from ganforge.errors import UserError
 from ganforge.files import probe_writable
+from ganforge.latent import check_truncation
 from ganforge.report.class_grid import save_class_grid
 from ganforge.report.images import save_grid
 from ganforge.runs import load_run
@@ -29,12 +30,12 @@ def labels_path(out: str | Path) -> Path:
 
 def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
                    which: str = "latest", device: str = "cpu", class_: Optional[str] = None,
-                   ema: bool = True) -> Path:
+                   ema: bool = True, truncation: Optional[float] = None) -> Path:
     """Write ``n`` samples of ``run`` as a grid image (.png/.jpg) or a float32 (n, C, H, W)
     ``.npy`` array in [-1, 1]. ``class_`` (runs with classes only): a class name (any case;
     '-', '_', ' ', '/' alike) or index -> ``n`` images of that class; ``all`` -> one labelled
     row per class, ceil(n / K) images each; None -> classes drawn as G's training labels
-    were. A ``.npy`` of a run with classes gets ``NAME.labels.npy`` next to it.
+    were. ``truncation``: psi > 0 for the truncation trick (:mod:`ganforge.latent`), None: none. A ``.npy`` of a run with classes gets ``NAME.labels.npy`` next to it.
     Raises :class:`UserError` for n < 1, another suffix, or a request the run cannot serve."""
     if n <= 0:
         raise UserError(f"--n {n}: ask for at least one image")
@@ -49,7 +50,10 @@ def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png"
     if why is not None:
         raise UserError(f"--out {out}: cannot write in {out.parent} ({why}); choose a folder you "
                         f"can write to")
+    psi = check_truncation(truncation)
     model = load_run(run, which, ema=ema, device=device)
+    if model.inputs != "noise":
+        model.sample(n, seed=seed)        # raises the run's own one-line error
     names = model.class_names
     cols = None
     labels = None
@@ -59,7 +63,8 @@ def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png"
     elif names:
         labels = model.labels_for(n, seed, class_)
     x = model.sample(len(labels) if labels is not None else n, seed=seed,
-                     classes=labels if labels is not None else class_)
+                     classes=labels if labels is not None else class_,
+                     **({} if psi is None else {"truncation": psi}))
     out.parent.mkdir(parents=True, exist_ok=True)
     scale = 2 if x.shape[-1] <= 32 else 1
     if suffix == ".npy":

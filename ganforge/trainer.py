@@ -43,7 +43,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -88,7 +88,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: Config, *, resume: bool = False, overwrite: bool = False, dataset=None,
-                 quiet: bool = False):
+                 quiet: bool = False, callbacks: Sequence[Callback] = ()):
         # ----- config: every value in its range (also one built with dataclasses.replace),
         # every name and cross-key setting resolved, before any data
         check_values(cfg)
@@ -198,7 +198,9 @@ class Trainer:
         self.averages = StandingStatistics(self.task.generators, t.seed) if self.ema is not None else None
         self.guard = Guard(cfg.guard, cfg.log.log_every)
         self.artifacts = Artifacts(self.run_dir, cfg.log, write=self.is_main)
-        self.callbacks: List[Callback] = [self.artifacts, Checkpoints(cfg.log.ckpt_every),
+        # ``callbacks`` given by the caller come first: their on_end runs last (after the
+        # final checkpoint, GIF and curves), e.g. the report of ganforge/run_report.py
+        self.callbacks: List[Callback] = [*callbacks, self.artifacts, Checkpoints(cfg.log.ckpt_every),
                                           Evaluation(cfg), self.guard]
         if self._resume_from is not None:
             self._resume()

@@ -3,8 +3,9 @@
 #   1. a virtual environment in .venv (override with VENV=...)
 #   2. torch, pinned (TORCH_SPEC, default torch==2.13.0; see README "GPU install")
 #   3. the project itself, editable, with the dev extras
-#   4. the default dataset and the emoji font from Debian's packages, when we are root on
-#      Debian; otherwise ganforge downloads them itself (with checksums) on first use.
+#   4. the default dataset, the emoji font and chromium (the browser the report tests open
+#      report.html in) from Debian's packages, when we are root on Debian; otherwise ganforge
+#      downloads the data itself (with checksums) on first use and the browser test skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -37,6 +38,13 @@ if [ "${GANFORGE_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null 2>&1 &&
     echo "[setup] apt-get install ${need[*]}"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \
       || echo "[setup] apt-get failed; ganforge will try to download datasets on first use"
+  fi
+  # chromium on its own: a failure here must not cost the dataset (the report's browser test
+  # then skips, or fails under GANFORGE_REQUIRE_BROWSER=1 as in .ci/run)
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "[setup] apt-get install chromium"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "[setup] apt-get install chromium failed; the report's browser test will skip"
   fi
 fi
 echo "[setup] ready: $VENV/bin/ganforge"

@@ -303,6 +303,56 @@ class TrainedModel:
                        config=cfg, modules=used, source=str(source))
         return cls(mods, info, st.get("task_state", {}) or {})
 
+    @classmethod
+    def from_export(cls, task_cls: type, config: Dict[str, Any],
+                    weights: Dict[str, Dict[str, torch.Tensor]], *,
+                    device: str | torch.device = "cpu", source: str = "") -> "TrainedModel":
+        """Rebuild ``task_cls.generators`` from an export folder's ``config.json`` (``config``:
+        each generator's ``spec`` and which weights it holds) and its weights (``weights``:
+        generator name -> state dict, from ``model.safetensors``). No checkpoint, no code from
+        the folder. Raises :class:`CheckpointError` when a generator is missing."""
+        gens = config.get("generators", {}) or {}
+        mods, used = {}, {}
+        for name in task_cls.generators:
+            if name not in gens or name not in weights:
+                raise CheckpointError(f"'{source}' is not a complete {config.get('task')} export: "
+                                      f"it holds no '{name}' network (it has "
+                                      f"{', '.join(gens) or 'none'})")
+            net = models.from_spec(gens[name]["spec"])
+            net.load_state_dict(weights[name])
+            mods[name] = net.to(device).eval()
+            used[name] = str(gens[name].get("weights", name))
+        names = config.get("class_names")
+        info = RunInfo(task=str(config.get("task") or DEFAULT_TASK), step=int(config.get("step", 0)),
+                       img_size=int(config.get("img_size", 0)), channels=int(config.get("channels", 0)),
+                       class_names=list(names) if names else None,
+                       config=dict(config.get("config", {}) or {}), modules=used, source=str(source),
+                       metrics={k: v for k, v in (config.get("metrics") or {}).items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        return cls(mods, info, cls.import_state(config.get("task_state", {}) or {}))
+
+    # ------------------------------------------------------------------ export hooks
+    def export_state(self) -> Dict[str, Any]:
+        """The entries of ``task_state`` this use-time face needs, as plain JSON values (lists,
+        numbers); :meth:`import_state` turns them back, bit for bit. The base needs none."""
+        return {}
+
+    @classmethod
+    def import_state(cls, state: Dict[str, Any]) -> Dict[str, Any]:
+        """The inverse of :meth:`export_state`: plain values of ``config.json`` -> task_state."""
+        return {}
+
+    def example_inputs(self, name: str, n: int = 2, seed: int = 0
+                       ) -> Tuple[Tuple[torch.Tensor, ...], Tuple[str, ...]]:
+        """Fixed example inputs of generator ``name`` (what its ``forward`` takes, on CPU) and
+        their names: what an ONNX export traces and checks against."""
+        raise self._wrong("example inputs")
+
+    def preview(self, fixed: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """One (C, H, W) grid in [-1, 1] that shows what the model does (a model card's
+        picture); ``fixed``: the run's stored progress-grid inputs, when a face needs them."""
+        raise self._wrong("preview")
+
     # ------------------------------------------------------------------ common
     @property
     def device(self) -> torch.device:

@@ -66,6 +66,7 @@ from ganforge.losses import LOSSES, d_prob
 from ganforge.metrics.conditional import class_index_map, conditional_scores
 from ganforge.metrics.domain import load_evaluator
 from ganforge.models.conditioning import recipe
+from ganforge.report.images import make_grid
 from ganforge.tasks import TASKS, Batch, DataInfo, EvalRequest
 from ganforge.tasks.gan import GANTask, NoiseModel, build_d, generate
 from ganforge.data.balanced import BalancedBatchLoader
@@ -140,14 +141,37 @@ class ConditionalModel(NoiseModel):
             return torch.tensor(y, dtype=torch.int64)
         return torch.full((n,), resolve_class(classes, names), dtype=torch.int64)
 
-    def sample(self, n: int, seed: int = 0, classes: Any = None, batch_size: int = 256) -> torch.Tensor:
+    def sample(self, n: int, seed: int = 0, classes: Any = None, batch_size: int = 256,
+               truncation: Optional[float] = None) -> torch.Tensor:
         labels = self.labels_for(n, seed, classes)
-        return generate(self.generator, n, seed=seed, batch_size=batch_size, device=self.device,
-                        labels=labels)
+        if truncation is None:
+            return generate(self.generator, n, seed=seed, batch_size=batch_size, device=self.device,
+                            labels=labels)
+        return self.decode(self.noise(n, seed, truncation, batch_size), labels, batch_size)
 
     def _generate_batch(self, G: torch.nn.Module, z: torch.Tensor, start: int) -> torch.Tensor:
         k = int(G.n_classes)      # every class in turn: balanced
         return G(z, (torch.arange(start, start + z.shape[0]) % k).to(z.device))
+
+    def export_state(self) -> Dict[str, Any]:
+        probs = self.task_state.get("label_probs")
+        return {} if probs is None else {"label_probs": probs.float().cpu().tolist()}
+
+    @classmethod
+    def import_state(cls, state: Dict[str, Any]) -> Dict[str, Any]:
+        probs = state.get("label_probs")
+        return {} if probs is None else {"label_probs": torch.tensor(probs, dtype=torch.float32)}
+
+    def example_inputs(self, name: str, n: int = 2, seed: int = 0):
+        (z,), _ = super().example_inputs(name, n, seed)
+        k = int(self.modules[name].n_classes)
+        return (z, torch.arange(n, dtype=torch.int64) % k), ("z", "labels")
+
+    def preview(self, fixed: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        k = len(self.class_names)
+        per = 8 if k <= 16 else 1          # one row per class (or one image each, K > 16)
+        classes = [c for c in range(k) for _ in range(per)]
+        return make_grid(self.sample(len(classes), seed=0, classes=classes), nrow=8)
 
     def evaluate(self, req: EvalRequest) -> Dict[str, Any]:
         result = super().evaluate(req)

@@ -116,6 +116,25 @@ class TranslationModel(TrainedModel):
         rec = (torch.cat(recs) if recs else empty) if reconstruct else None
         return out, rec
 
+    def example_inputs(self, name: str, n: int = 2, seed: int = 0):
+        info = self.info
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(n, info.channels, info.img_size, info.img_size, generator=g) * 2 - 1
+        return (x,), ("images",)
+
+    def preview(self, fixed: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """Rows of input | translated | reconstructed for both directions, from the run's
+        stored grid inputs (``fixed``), else from its domains' test images."""
+        bands = []
+        for which, direction in (("a", "a2b"), ("b", "b2a")):
+            x = (fixed or {}).get(which)
+            if x is None:
+                x = to_float(self.domain_images(which, limit=8)[0])
+            x = x[:8].float().cpu()
+            out, rec = self.translate(x, direction, reconstruct=True)
+            bands.append(triplet_grid(x, out, rec))
+        return stack_bands(bands)
+
     def domain_spec(self, which: str) -> str:
         """The training domain spec of domain ``which`` ('a' or 'b')."""
         cfg = self.info.config

@@ -19,8 +19,10 @@ from ganforge import models, scoring
 from ganforge.config import ConfigError
 from ganforge.distributed import SINGLE, DistInfo, local_slice
 from ganforge.errors import UserError
+from ganforge.latent import check_truncation, truncate_
 from ganforge.losses import LOSSES, d_prob
 from ganforge.regularize.toolbox import DToolbox
+from ganforge.report.images import make_grid
 from ganforge.tasks import (TASKS, Batch, EvalRequest, Phase, Task, TrainedModel, eval_mode)
 
 
@@ -57,12 +59,48 @@ class NoiseModel(TrainedModel):
         """The generator used (``G``, or its average ``G_ema`` when the run kept one)."""
         return self.modules["G"]
 
-    def sample(self, n: int, seed: int = 0, classes: Any = None, batch_size: int = 256) -> torch.Tensor:
+    @property
+    def z_dim(self) -> int:
+        """Size of the generator's noise vectors."""
+        return int(self.generator.z_dim)
+
+    def noise(self, n: int, seed: int = 0, truncation: Optional[float] = None,
+              batch_size: int = 256) -> torch.Tensor:
+        """The float32 (n, z_dim) CPU noise :meth:`sample` feeds G for ``seed``: N(0, I) drawn
+        ``batch_size`` rows at a time from a generator seeded ``seed`` (as :func:`generate`
+        draws it); with ``truncation`` psi > 0, each batch truncated to [-psi, psi] by
+        resampling (:func:`ganforge.latent.truncate_`)."""
+        psi = check_truncation(truncation)
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for i in range(0, n, batch_size):
+            z = torch.randn(min(batch_size, n - i), self.z_dim, generator=g)
+            out.append(z if psi is None else truncate_(z, psi, g))
+        return torch.cat(out) if out else torch.empty(0, self.z_dim)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None,
+               batch_size: int = 256) -> torch.Tensor:
+        """Images (float32 (n, C, H, W) in [-1, 1], CPU) for noise ``z`` (n, z_dim); ``labels``
+        (n,) int64 classes for a conditional G (None here)."""
+        G, dev, out = self.generator, self.device, []
+        with eval_mode(G):
+            for i in range(0, z.shape[0], batch_size):
+                zb = z[i:i + batch_size].to(dev)
+                x = G(zb) if labels is None else G(zb, labels[i:i + batch_size].to(dev))
+                out.append(x.float().clamp(-1, 1).cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
+    def sample(self, n: int, seed: int = 0, classes: Any = None, batch_size: int = 256,
+               truncation: Optional[float] = None) -> torch.Tensor:
+        """``truncation``: None, or psi > 0 for the truncation trick (see :meth:`noise`)."""
         if classes is not None:
             raise UserError(f"--class {classes}: '{self.info.source}' holds an unconditional "
                             f"generator, which cannot be asked for a class; train one with "
                             f"--task conditional")
-        return generate(self.generator, n, seed=seed, batch_size=batch_size, device=self.device)
+        if truncation is None:
+            return generate(self.generator, n, seed=seed, batch_size=batch_size, device=self.device)
+        return self.decode(self.noise(n, seed, truncation, batch_size), None, batch_size)
 
     def eval_batches(self, n: int, seed: int = 0, batch_size: int = 250) -> Iterator[torch.Tensor]:
         """``n`` images in batches of ``batch_size`` (noise from a generator seeded ``seed``)."""
@@ -76,6 +114,13 @@ class NoiseModel(TrainedModel):
 
     def _generate_batch(self, G: torch.nn.Module, z: torch.Tensor, start: int) -> torch.Tensor:
         return G(z)
+
+    def example_inputs(self, name: str, n: int = 2, seed: int = 0):
+        G = self.modules[name]
+        return (torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed)),), ("z",)
+
+    def preview(self, fixed: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        return make_grid(self.sample(64, seed=0), nrow=8)
 
     def evaluate(self, req: EvalRequest) -> Dict[str, Any]:
         info = self.info
