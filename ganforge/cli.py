@@ -23,6 +23,7 @@ from ganforge.run_report import WriteReport, add_report_parser
 from ganforge.losses import LOSSES
 from ganforge.metrics import DEFAULT_METRICS, EXTRACTORS, METRICS
 from ganforge.sampling import sample_to_file
+from ganforge.serve import add_serve_parser
 from ganforge.scoring import MIN_EVAL_IMAGES, parse_metrics
 from ganforge.tasks import TASKS, resolve_config
 from ganforge.trainer import Trainer
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_interpolate_parser(sub)
     add_progress_parser(sub)
     add_report_parser(sub)
+    add_serve_parser(sub)
 
     l = sub.add_parser("list", help="list models, tasks, losses, datasets and presets")
     l.set_defaults(func=cmd_list)

@@ -163,6 +163,8 @@ class LogConfig:
     gif: bool = key(True, "write training.gif from the sample grids at the end")
     tensorboard: bool = key(True, "write events when the tensorboard package is installed")
     progress: bool = key(True, "progress bar on stderr")
+    mlflow: bool = key(False, "also log params, metrics and final images to MLflow ($MLFLOW_TRACKING_URI)")
+    mlflow_experiment: str = key("", "MLflow experiment name; empty: $MLFLOW_EXPERIMENT_NAME, else ganforge")
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ from ganforge.training.guard import Guard
 from ganforge.training import rundir
 from ganforge.training.runtime import Runtime
 from ganforge.training.session import Interrupt, Progress
+from ganforge.training.tracking import MlflowTracking
 from ganforge.transfer import freeze_discriminators, init_from
 
 __all__ = ["Trainer", "DEFAULT_STEPS", "default_run_dir"]
@@ -107,6 +108,8 @@ class Trainer:
         random.seed(t.seed)
         np.random.seed(t.seed % 2**32)
         self.run_dir = Path(cfg.out or default_run_dir(cfg))
+        # MLflow (log.mlflow): built here, before any data, so a missing package fails at once
+        mlflow_cb = MlflowTracking(cfg, self.run_dir, write=self.is_main) if cfg.log.mlflow else None
         local_cfg = rt.local_config(cfg)     # this process's share of the global batch
         # ----- the run folder: writable, holding no other run (unless --resume/--overwrite);
         # a resumed run's settings checked against its own, all before any data is loaded
@@ -202,6 +205,8 @@ class Trainer:
         # final checkpoint, GIF and curves), e.g. the report of ganforge/run_report.py
         self.callbacks: List[Callback] = [*callbacks, self.artifacts, Checkpoints(cfg.log.ckpt_every),
                                           Evaluation(cfg), self.guard]
+        if mlflow_cb is not None:   # first: its on_end runs last, after the report it uploads
+            self.callbacks.insert(0, mlflow_cb)
         if self._resume_from is not None:
             self._resume()
 
