@@ -220,13 +220,13 @@ def _guarded(gr: Any, fn: Callable) -> Callable:
     def run(*args):
         try:
             return fn(*args)
-        except UserError as e:
-            raise gr.Error(str(e)) from None
+        except UserError as e:      # the user's input: a message in the page, no traceback in the log
+            raise gr.Error(str(e), print_exception=False) from None
         except gr.Error:
             raise
         except Exception as e:  # noqa: BLE001 - keep serving; say what happened
-            traceback.print_exc(file=sys.stderr)
-            raise gr.Error(f"internal error: {type(e).__name__}: {e}") from None
+            traceback.print_exc(file=sys.stderr)    # a bug: its traceback once, in the server log
+            raise gr.Error(f"internal error: {type(e).__name__}: {e}", print_exception=False) from None
     run.__name__ = getattr(fn, "__name__", "run")
     return run
 
