@@ -29,7 +29,7 @@ from ganforge.data import to_float
 from ganforge.data.decode import decode_file, fit_square
 from ganforge.data.transforms import convert_channels
 from ganforge.errors import UserError
-from ganforge.files import atomic_write, probe_writable
+from ganforge.files import atomic_write, check_output_file
 from ganforge.latent import MODES, check_truncation, interpolate_noise, loop_positions
 from ganforge.metrics import METRICS
 from ganforge.report.images import grid_to_uint8, make_grid
@@ -291,18 +291,9 @@ def ffmpeg_exe() -> Optional[str]:
 def check_animation_out(out: str | Path) -> Path:
     """``out`` as a Path after checking its suffix, folder and (for .mp4) an encoder.
     Raises :class:`UserError` naming what to do."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in ANIMATION_SUFFIXES:
-        raise UserError(f"--out '{out}': use a .gif file (or .mp4 with ffmpeg installed)")
-    if out.is_dir():
-        raise UserError(f"--out '{out}' is a folder; give a file name in it, e.g. "
-                        f"--out {out / ('walk' + suffix)}")
-    why = probe_writable(out.parent)
-    if why is not None:
-        raise UserError(f"--out {out}: cannot write in {out.parent} ({why}); choose a folder you "
-                        f"can write to")
-    if suffix == ".mp4" and ffmpeg_exe() is None:
+    out = check_output_file(out, ANIMATION_SUFFIXES, "a .gif file (or .mp4 with ffmpeg installed)",
+                            "walk.gif")
+    if out.suffix.lower() == ".mp4" and ffmpeg_exe() is None:
         raise UserError(f"--out {out}: writing .mp4 needs an ffmpeg encoder, and none was found; "
                         f"`pip install imageio-ffmpeg` (or install ffmpeg, e.g. `apt install "
                         f"ffmpeg`), or write a .gif")

@@ -47,7 +47,9 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, List, Optional, Union
+from typing import IO, Any, Callable, List, Optional, Sequence, Union
+
+from ganforge.errors import UserError
 
 import torch
 
@@ -252,3 +254,23 @@ def probe_writable(folder: PathLike) -> Optional[str]:
     except OSError as e:
         return e.strerror or type(e).__name__
     return None
+
+
+def check_output_file(out: PathLike, suffixes: Sequence[str], what: str, example: str,
+                      flag: str = "--out") -> Path:
+    """``out`` as a Path once it can be written: its suffix is one of ``suffixes``, it is not a
+    folder, and its folder is writable (:func:`probe_writable`). Otherwise a
+    :class:`ganforge.errors.UserError` naming ``flag``, the file and the fix: ``what`` says
+    which files are accepted ("a .gif file"), ``example`` is a file name to suggest inside a
+    folder given by mistake (``samples.png``)."""
+    out = Path(out)
+    if out.suffix.lower() not in suffixes:
+        raise UserError(f"{flag} '{out}': use {what}")
+    if out.is_dir():
+        raise UserError(f"{flag} '{out}' is a folder; give a file name in it instead, e.g. "
+                        f"{flag} {out / (Path(example).stem + out.suffix.lower())}")
+    why = probe_writable(out.parent)
+    if why is not None:
+        raise UserError(f"{flag} {out}: cannot write in {out.parent} ({why}); choose a folder "
+                        f"you can write to")
+    return out

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ganforge.errors import UserError
-from ganforge.files import probe_writable
+from ganforge.files import check_output_file
 from ganforge.latent import check_truncation
 from ganforge.report.class_grid import save_class_grid
 from ganforge.report.images import save_grid
@@ -39,17 +39,9 @@ def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png"
     Raises :class:`UserError` for n < 1, another suffix, or a request the run cannot serve."""
     if n <= 0:
         raise UserError(f"--n {n}: ask for at least one image")
-    out = Path(out)
+    out = check_output_file(out, SUFFIXES, "a .png/.jpg file for a grid or .npy for an array",
+                            "samples.png")
     suffix = out.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise UserError(f"--out '{out}': use a .png/.jpg file for a grid or .npy for an array")
-    if out.is_dir():
-        raise UserError(f"--out '{out}' is a folder; give a file name in it instead, e.g. "
-                        f"--out {out / ('samples' + suffix)}")
-    why = probe_writable(out.parent)
-    if why is not None:
-        raise UserError(f"--out {out}: cannot write in {out.parent} ({why}); choose a folder you "
-                        f"can write to")
     psi = check_truncation(truncation)
     model = load_run(run, which, ema=ema, device=device)
     if model.inputs != "noise":

@@ -256,3 +256,27 @@ TASK_KITS: Dict[str, TaskKit] = {
     "conditional": TaskKit(cond_cfg, bars, _noise_on_disk(lambda: bars(n=48))),
     "cyclegan": TaskKit(cyclegan_cfg, domain_pair, _domains_on_disk),
 }
+
+
+# ----------------------------------------------------------------------------- headless browser
+#: Debian's chromium (scripts/setup.sh installs it as root); Playwright drives it, never its own.
+CHROMIUM = "/usr/bin/chromium"
+#: CI sets GANFORGE_REQUIRE_BROWSER=1: a missing browser fails the browser tests there.
+REQUIRE_BROWSER = os.environ.get("GANFORGE_REQUIRE_BROWSER") == "1"
+
+
+def need_browser():
+    """Playwright's ``sync_playwright`` when chromium and playwright are here; else skip the
+    test, or fail it under GANFORGE_REQUIRE_BROWSER=1."""
+    if not Path(CHROMIUM).exists():
+        msg = f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium as root)"
+        if REQUIRE_BROWSER:
+            pytest.fail(msg + "; GANFORGE_REQUIRE_BROWSER=1")
+        pytest.skip(msg)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if REQUIRE_BROWSER:
+            pytest.fail("playwright is not installed (pip install -e '.[dev]'); GANFORGE_REQUIRE_BROWSER=1")
+        pytest.skip("playwright is not installed")
+    return sync_playwright

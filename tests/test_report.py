@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -16,10 +15,8 @@ from ganforge.report.html import data_uri, eval_history, render_report
 from ganforge.run_report import WriteReport, write_report
 from ganforge.tasks import TASKS
 from ganforge.trainer import Trainer
-from tests.helpers import TASK_KITS
+from tests.helpers import CHROMIUM, TASK_KITS, need_browser
 
-CHROMIUM = "/usr/bin/chromium"
-REQUIRE_BROWSER = os.environ.get("GANFORGE_REQUIRE_BROWSER") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -114,17 +111,7 @@ def test_render_is_pure_and_escapes():
 
 
 def test_report_in_headless_chromium(runs, tmp_path):
-    if not Path(CHROMIUM).exists():
-        msg = f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium as root)"
-        if REQUIRE_BROWSER:
-            pytest.fail(msg + "; GANFORGE_REQUIRE_BROWSER=1")
-        pytest.skip(msg)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if REQUIRE_BROWSER:
-            pytest.fail("playwright is not installed (pip install -e '.[dev]'); GANFORGE_REQUIRE_BROWSER=1")
-        pytest.skip("playwright is not installed")
+    sync_playwright = need_browser()
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)

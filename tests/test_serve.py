@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -18,10 +17,8 @@ from ganforge import serve
 from ganforge.cli import main
 from ganforge.errors import UserError
 from ganforge.trainer import Trainer
-from tests.helpers import TASK_KITS
+from tests.helpers import CHROMIUM, REQUIRE_BROWSER, TASK_KITS, need_browser as need_browser_installed
 
-CHROMIUM = "/usr/bin/chromium"
-REQUIRE_BROWSER = os.environ.get("GANFORGE_REQUIRE_BROWSER") == "1"
 HAVE_GRADIO = importlib.util.find_spec("gradio") is not None
 
 
@@ -51,18 +48,7 @@ def need_gradio():
 
 def need_browser():
     need_gradio()
-    if not Path(CHROMIUM).exists():
-        msg = f"{CHROMIUM} not installed (scripts/setup.sh installs Debian's chromium as root)"
-        if REQUIRE_BROWSER:
-            pytest.fail(msg + "; GANFORGE_REQUIRE_BROWSER=1")
-        pytest.skip(msg)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if REQUIRE_BROWSER:
-            pytest.fail("playwright is not installed (pip install -e '.[dev]'); GANFORGE_REQUIRE_BROWSER=1")
-        pytest.skip("playwright is not installed")
-    return sync_playwright
+    return need_browser_installed()
 
 
 def free_port() -> int:
