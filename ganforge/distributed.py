@@ -164,5 +164,12 @@ def local_slice(n_local: int, info: DistInfo) -> slice:
 
 
 def shutdown() -> None:
+    """Leave the process group: wait for every process first, so that none tears down its
+    communication threads while another still finishes its last step or writes (tearing down
+    early aborted a gloo process with "terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        except Exception:   # a peer already gone: nothing left to wait for
+            pass
         dist.destroy_process_group()

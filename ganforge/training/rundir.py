@@ -105,16 +105,17 @@ def claim(run_dir: Path, *, resume: bool, overwrite: bool, write: bool,
             note(f"--resume: no checkpoint in {run_dir}; starting a new run")
             return None
         return {"path": path, "state": ckpt.load_checkpoint(path, map_location="cpu")}
-    if holds_run(run_dir):
+    # Only the writer (rank 0) judges the folder: under torchrun it may already have written
+    # this run's first files by the time a slower rank got here.
+    if write and holds_run(run_dir):
         step = ckpt.latest_step(run_dir)
         if not overwrite:
             held = f" (step {step})" if step is not None else ""
             raise UserError(f"--out {run_dir} already holds a run{held}; continue it with --resume, "
                             f"start over with --overwrite (deletes its checkpoints, samples and "
                             f"logs), or choose another --out")
-        if write:
-            gone = clear_outputs(run_dir)
-            note(f"--overwrite: deleted the previous run's {', '.join(gone)} in {run_dir}")
+        gone = clear_outputs(run_dir)
+        note(f"--overwrite: deleted the previous run's {', '.join(gone)} in {run_dir}")
     return None
 
 
