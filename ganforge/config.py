@@ -27,7 +27,7 @@ import reprlib
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Collection, Dict, Iterator, Literal, Mapping, Optional, Tuple
+from typing import Any, Collection, Dict, FrozenSet, Iterator, Literal, Mapping, Optional, Tuple
 
 import yaml
 
@@ -90,7 +90,9 @@ def key(default: Any, help: str, *, choices: Optional[Collection[str]] = None,
 class DataConfig:
     """The training data: which dataset, which split, at what size, how much of it."""
     name: str = key("fashion-mnist", "a registered dataset name, or a path (folder, .npy, .npz)")
-    split: str = key("train", "the split of the dataset that is trained on")
+    split: str = key("train", "the split trained on: train, test, val (a fixed 1/12 of train, at "
+                              "most 5000 images) or train-minus-val (the rest; what ganforge tune "
+                              "trains on)")
     data_dir: Optional[str] = key(None, "explicit location of named datasets (beats $GANFORGE_DATA)")
     img_size: int = key(0, "resize the images to this many pixels a side", low=0,
                         zero="the dataset's own size")
@@ -109,6 +111,9 @@ class ModelConfig:
     z_dim: int = key(100, "size of G's noise input", low=1)
     g_width: int = key(64, "family-specific width multiplier for G", low=1)
     d_width: int = key(64, "family-specific width multiplier for D", low=1)
+    upsample: Literal["deconv", "nearest", "bilinear"] = key(
+        "deconv", "dcgan G's upsampling: stride-2 transposed conv (the paper), or a nearest/"
+                  "bilinear resize then a 3x3 conv (no checkerboard; Odena et al. 2016)")
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ class LogConfig:
 class EvalConfig:
     """Evaluation during training (--eval-every); keeps checkpoints/best.pt by FID."""
     every: int = key(0, "evaluate every N steps during training; --eval-every", low=0, zero="off")
-    metrics: str = key("", "comma list of fid,kid,pr,dc,is; empty: the default (fid,kid,pr,dc)",
+    metrics: str = key("", "comma list of fid,kid,pr,dc,is,hf; empty: the default (fid,kid,pr,dc,hf)",
                        registry="metric", many=True)
     n: int = key(2000, "generated images per evaluation during training", low=2)
     extractor: Literal["domain", "inception"] = key("domain", "feature extractor")
@@ -182,7 +187,10 @@ class EvalConfig:
 class RegConfig:
     """Regularisers of D (see ganforge/regularize/ and the README's toolbox table)."""
     r1: float = key(0.0, "R1 gamma on real data (Mescheder et al. 2018)", low=0, zero="off")
-    r1_every: int = key(16, "lazy R1: every N D steps, scaled by N (Karras et al. 2020)", low=1)
+    r2: float = key(0.0, "R2 gamma on generated data (Mescheder et al. 2018; R3GAN uses r1=r2)",
+                    low=0, zero="off")
+    r1_every: int = key(16, "lazy R1 and R2: every N D steps, scaled by N (Karras et al. 2020)",
+                        low=1)
     gp: float = key(0.0, "WGAN-GP lambda (Gulrajani et al. 2017), usually 10", low=0, zero="off")
     spectral_norm: bool = key(False, "spectral normalisation of D's layers (Miyato et al. 2018)")
     label_smoothing: float = key(0.0, "one-sided: D's real target 1 - s (Salimans et al. 2016)",
@@ -244,7 +252,8 @@ class CycleGANConfig:
                            zero="off")
     generator: str = key("cyclegan-resnet", "G of both directions (a registered generator)",
                          registry="generator")
-    discriminator: str = key("patchgan", "D of both domains (a registered discriminator)",
+    discriminator: str = key("patchgan", "D of both domains: patchgan, or a whole-image D of a "
+                                         "BatchNorm-free family (r3gan, resnet, mlp)",
                              registry="discriminator")
     n_blocks: int = key(6, "residual blocks in G (paper: 6 at 128 px, 9 at 256 px)", low=1)
     d_layers: int = key(3, "PatchGAN stride-2 layers: 3 -> 70x70 patches, 2 -> 34x34", low=1)
@@ -259,7 +268,7 @@ class CondConfig:
     method: Literal["concat", "cbn", "projection", "acgan"] = key(
         "projection", "G and D recipe (see `ganforge list`)")
     g_method: Literal["auto", "concat", "cbn"] = key(
-        "auto", "G's conditioning; auto: the method's")
+        "auto", "G's conditioning; auto: the method's (r3gan, which has no cbn: concat)")
     embed_dim: int = key(0, "label-embedding size for concat inputs", low=0, zero="one per class")
     ac_weight: float = key(1.0, "acgan: weight of the class cross-entropy in both nets", low=0,
                            zero="no class loss")
@@ -286,10 +295,20 @@ class Config:
     guard: GuardConfig = field(default_factory=GuardConfig)
     out: str = key("", "run folder; empty: runs/<model>-<data>")
     description: str = key("", "free text, e.g. what a preset is for")
+    #: The keys set on purpose (a preset, a flag, an override, a saved config): every
+    #: :func:`set_key` adds its key here. Not a config key itself (no schema entry, not in
+    #: ``to_dict``, ignored by ``==``); ``dataclasses.replace`` carries it along. Lets a
+    #: higher layer fill in data-dependent defaults only where the user chose nothing
+    #: (:func:`explicit_keys`, ganforge/data/auto.py).
+    explicit: FrozenSet[str] = field(default=frozenset(), compare=False, repr=False,
+                                     metadata={"internal": True})
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for f in _internal_fields():
+            d.pop(f, None)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "config") -> "Config":
@@ -309,7 +328,23 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-SECTIONS = {f.name: f.type for f in fields(Config)}
+def _internal_fields() -> Tuple[str, ...]:
+    """Fields of :class:`Config` that are bookkeeping, not keys (``explicit``)."""
+    return tuple(f.name for f in fields(Config) if f.metadata.get("internal"))
+
+
+def _key_fields(cls: type) -> list:
+    return [f for f in fields(cls) if not f.metadata.get("internal")]
+
+
+def explicit_keys(cfg: "Config") -> FrozenSet[str]:
+    """Full names of the keys set on purpose in ``cfg`` (``{"data.img_size", ...}``): by a
+    preset, a flag, an override or a saved config, i.e. through :func:`set_key`. A key at
+    its default because nobody set it is absent; one set to its default value is present."""
+    return cfg.explicit
+
+
+SECTIONS = {f.name: f.type for f in _key_fields(Config)}
 
 
 def _section_classes() -> Dict[str, type]:
@@ -325,7 +360,7 @@ def all_keys() -> list[str]:
     keys = []
     for sec, cls in _section_classes().items():
         keys += [f"{sec}.{f.name}" for f in fields(cls)]
-    keys += [f.name for f in fields(Config) if not is_dataclass(_field_types(Config)[f.name])]
+    keys += [f.name for f in _key_fields(Config) if not is_dataclass(_field_types(Config)[f.name])]
     return keys
 
 
@@ -446,7 +481,7 @@ def _build_schema() -> Dict[str, KeySpec]:
             for sf in fields(cls):
                 spec = _spec(f.name, sf, hints[sf.name])
                 out[spec.name] = spec
-    for f in fields(Config):
+    for f in _key_fields(Config):
         if not is_dataclass(top[f.name]):
             spec = _spec(None, f, top[f.name])
             out[spec.name] = spec
@@ -565,7 +600,7 @@ def resolve_key(key: str, where: str = "override") -> Tuple[Optional[str], str]:
             return sec, name
     else:
         top = _field_types(Config)
-        if key in top and not is_dataclass(top[key]):
+        if key in top and not is_dataclass(top[key]) and key not in _internal_fields():
             return None, key
         owners = [s for s, cls in sections.items() if key in {f.name for f in fields(cls)}]
         if len(owners) == 1:
@@ -658,9 +693,10 @@ def set_key(cfg: Config, key: str, value: Any, where: str = "override") -> Confi
     spec = key_spec(f"{sec}.{name}" if sec else name)
     new = coerce(value, spec.type, spec.name, where)
     spec.check(new, where)
+    explicit = cfg.explicit | {spec.name}
     if sec is None:
-        return replace(cfg, **{name: new})
-    return replace(cfg, **{sec: replace(getattr(cfg, sec), **{name: new})})
+        return replace(cfg, **{name: new, "explicit": explicit})
+    return replace(cfg, **{sec: replace(getattr(cfg, sec), **{name: new}), "explicit": explicit})
 
 
 def merge(cfg: Config, d: Mapping[str, Any], where: str = "config") -> Config:

@@ -53,7 +53,7 @@ def evaluate_pair(real_spec: str, fake_spec: str, *, metrics: Sequence[str] = DE
                          channels=real["channels"], n=n, data_dir=data_dir, progress=progress,
                          with_logits="is" in metrics)
     scores = score(real, fake["features"], metrics, fake_logits=fake.get("logits"), seed=seed,
-                   sides=(f"--real {real_spec}", f"--fake {fake_spec}"))
+                   sides=(f"--real {real_spec}", f"--fake {fake_spec}"), fake_hf=fake.get("hf_share"))
     return {"real": f"{real['data']} ({real_split})", "fake": f"{fake['data']} ({fake_split})",
             "extractor": ex.name, "n_real": real["n"], "n_fake": fake["n"], **scores}
 

@@ -32,7 +32,7 @@ from ganforge.metrics.domain import (INFER_BATCH, DomainCNN, EvaluatorError, dat
                                      save_evaluator)
 from ganforge.argtypes import at_least, positive
 from ganforge.data.spec import registered_name
-from ganforge.data import DataError, ImageDataset, load_dataset
+from ganforge.data import DataError, load_dataset
 from ganforge.data import to_float
 from ganforge.data.batching import BatchLoader
 
@@ -123,10 +123,8 @@ def load_splits(data_spec: PathLike, *, data_dir: Optional[str] = None, img_size
                              f"({n} images); add more images per class")
     log(f"test set: no test split{f' ({reason})' if reason else ''}; holding out a seeded "
         f"{HOLDOUT_FRACTION:.0%} ({len(te)} of {n} images, stratified by class)")
-    kept = ImageDataset(images=train.images[tr], labels=train.labels[tr],
-                        class_names=train.class_names, name=train.name, source=train.source,
-                        skipped=train.skipped)
-    return kept, train.images[te], train.labels[te], f"holdout-{HOLDOUT_FRACTION:g}"
+    kept = train.subset(tr)      # a view of the map when the data is memory-mapped
+    return kept, train.gather(te), train.labels[te], f"holdout-{HOLDOUT_FRACTION:g}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,8 +244,8 @@ def train_evaluator(data_spec: PathLike, *, data_dir: Optional[str] = None, img_
                                                     img_size=img_size, channels=channels,
                                                     limit=limit, seed=seed, log=log)
     n, c, size = len(train), train.channels, train.img_size
-    if train.images.shape[-2] != train.images.shape[-1]:
-        raise EvaluatorError(f"dataset '{spec}' has non-square {tuple(train.images.shape[-2:])} "
+    if train.shape[-2] != train.shape[-1]:
+        raise EvaluatorError(f"dataset '{spec}' has non-square {tuple(train.shape[-2:])} "
                              f"images; pass img_size to load it square")
     name = registered_name(spec)
     if flip is None:
@@ -268,7 +266,8 @@ def train_evaluator(data_spec: PathLike, *, data_dir: Optional[str] = None, img_
         net = DomainCNN(c, n_cls, widths, fc=fc).to(dev)
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    loader = BatchLoader(train.images, train.labels, batch_size=bs, seed=seed, device=dev)
+    loader = BatchLoader(train.base_images, train.labels, batch_size=bs, seed=seed, device=dev,
+                         index=train.index)
     aug_gen = torch.Generator().manual_seed(seed + 1)
     total = max(1, int(round(epochs * loader.steps_per_epoch)))
     net.train()

@@ -24,8 +24,8 @@ D's loss is the *sum* of its real and fake halves (as in the PyTorch DCGAN examp
 loss's ``d_loss = 2 log 2`` at ``D = 1/2`` everywhere.
 
 ``g_loss`` takes an optional ``real_logits`` for losses that compare real and fake (relativistic
-average GAN); such a loss sets ``g_needs_real = True`` to tell the task to run D on real data in
-the generator phase.
+average and paired GAN); such a loss sets ``g_needs_real = True`` to tell the task to run D on
+real data in the generator phase.
 
 Registered losses (``LOSSES.build(name, **kw)`` passes keywords to the constructor):
 
@@ -37,10 +37,13 @@ Registered losses (``LOSSES.build(name, **kw)`` passes keywords to the construct
     wasserstein     Arjovsky et al. 2017 (+ Gulrajani et al. 2017 gradient penalty)
                                                                 D: l_f - l_r     G: -l_f
     relativistic    Jolicoeur-Martineau 2018 (RaSGAN)           log loss on l_r - mean(l_f) etc.
+    rpgan           Jolicoeur-Martineau 2018 (RpGAN/RSGAN), as in Huang et al. 2024 (R3GAN)
+                                                                D: softplus(-(l_r,i - l_f,i))
+                                                                G: softplus(-(l_f,i - l_r,i))
 
 Every loss whose D objective splits as ``A(real) + B(fake)`` also provides ``d_fake(logits) = B``,
 what D minimises on a negative example (used e.g. for the matching-aware conditional D's
-mismatched pairs). The relativistic loss does not split that way and has no ``d_fake``.
+mismatched pairs). The relativistic losses do not split that way and have no ``d_fake``.
 
 One-sided label smoothing (Salimans et al. 2016, §3.4): the log and least-squares losses take
 ``label_smoothing=s`` (0 <= s < 1), which moves D's target on *real* data from 1 to 1 - s and
@@ -107,7 +110,8 @@ class AdversarialLoss:
             raise ValueError(f"{type(self).__name__} does not take label_smoothing="
                              f"{label_smoothing!r}: one-sided label smoothing applies to the log "
                              f"and least-squares losses (nonsaturating, minimax, lsgan); hinge, "
-                             f"wasserstein and relativistic have no probability target to smooth. "
+                             f"wasserstein, relativistic and rpgan have no probability target to "
+                             f"smooth. "
                              f"Use label_smoothing=0 with this loss, or use one of those losses")
         self.label_smoothing = s
 
@@ -316,6 +320,62 @@ class RelativisticAverageLoss(AdversarialLoss):
                              "real_logits (D's logits on a real batch in the generator phase; "
                              "the loss has g_needs_real = True so a task can check)")
         return self._both(fake_logits, real_logits)
+
+
+@LOSSES.register("rpgan", help="relativistic paired GAN (RpGAN: Jolicoeur-Martineau 2018's RSGAN, "
+                               "R3GAN's loss, Huang et al. 2024): is the i-th real more real than "
+                               "the i-th fake? G also needs D on real data")
+class RelativisticPairedLoss(AdversarialLoss):
+    """Relativistic paired GAN (RpGAN): the relativistic standard GAN (RSGAN) of
+    Jolicoeur-Martineau 2018, "The relativistic discriminator: a key element missing from
+    standard GAN", §4.1, as used by R3GAN (Huang, Gokaslan, Kuleshov & Tompkin 2024, "The GAN
+    is dead; long live the GAN! A Modern GAN Baseline", eq. 2 and §2.1). With ``C`` the raw
+    logit, the i-th real ``x_r,i`` and the i-th fake ``x_f,i`` of the batch form a pair::
+
+        D minimises  E_i[ f(-(C(x_r,i) - C(x_f,i))) ] = E_i[softplus(C(x_f,i) - C(x_r,i))]
+        G minimises  E_i[ f(-(C(x_f,i) - C(x_r,i))) ] = E_i[softplus(C(x_r,i) - C(x_f,i))]
+
+    with ``f(t) = softplus(t) = -log sigmoid(-t)``: ``sigmoid(C(x_r) - C(x_f))`` is D's
+    probability that the real sample of the pair is the more realistic one. R3GAN's reason for
+    it (§2.1, after Sun et al. 2020): the paired form has no mode-dropping local minima of the
+    kind the classic (non-relativistic) loss has, because every fake is judged against a real
+    sample, not in isolation.
+
+    Differs from ``relativistic`` (RaSGAN), which compares each sample with the *average* logit
+    of the other batch; here element i of one batch meets element i of the other, so
+    ``real_logits`` and ``fake_logits`` must have the same shape (the same batch size; a
+    PatchGAN's maps pair patch by patch) — a ValueError says so otherwise. G's loss needs D's
+    logits on a real batch (``g_needs_real = True``); real data does not depend on G, so they
+    set the reference G is compared with and send G no gradient of their own. D's objective
+    does not split as ``A(real) + B(fake)``, so there is no ``d_fake`` (a matching-aware
+    conditional D, which needs one, refuses this loss) and no label smoothing.
+    """
+
+    g_needs_real = True
+
+    @staticmethod
+    def _check_pairs(real_logits: torch.Tensor, fake_logits: torch.Tensor, who: str) -> None:
+        if real_logits.shape != fake_logits.shape:
+            raise ValueError(
+                f"rpgan pairs the i-th real with the i-th fake, so {who} needs real and fake "
+                f"logits of the same shape; got real {tuple(real_logits.shape)} and fake "
+                f"{tuple(fake_logits.shape)}: give D equal-sized real and fake batches (or use "
+                f"train.loss=relativistic, which compares with batch averages)")
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        # E_i[softplus(-(l_r,i - l_f,i))] = E_i[BCE(l_r,i - l_f,i, target=1)], in float32.
+        self._check_pairs(real_logits, fake_logits, "d_loss")
+        return F.softplus(fake_logits.float() - real_logits.float()).mean()
+
+    def g_loss(self, fake_logits: torch.Tensor,
+               real_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if real_logits is None:
+            raise ValueError("the rpgan loss compares each fake with a real sample: g_loss needs "
+                             "real_logits (D's logits on a real batch of the same size in the "
+                             "generator phase; the loss has g_needs_real = True so a task can "
+                             "check)")
+        self._check_pairs(real_logits, fake_logits, "g_loss")
+        return F.softplus(real_logits.float() - fake_logits.float()).mean()
 
 
 def get_loss(name: str, **kwargs) -> AdversarialLoss:

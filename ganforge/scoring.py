@@ -27,6 +27,7 @@ from ganforge.files import atomic_save
 from ganforge.metrics import (DEFAULT_METRICS, EXTRACTORS, METRICS, FeatureExtractor,
                               compute_metrics, extract_features)
 from ganforge.metrics import load_inception
+from ganforge.metrics.spectral import SpectralStats, spectral_share
 
 
 def parse_metrics(text: str | Sequence[str] | None) -> Tuple[str, ...]:
@@ -68,28 +69,30 @@ def real_features(extractor: FeatureExtractor, data_spec: str, split: str = "tes
     """Features of ``n`` real images (0: all) of ``data_spec``'s ``split``, from the on-disk cache
     when present. Returns a dict: ``features`` (N, D) float32, ``logits`` (N, K) or None,
     ``labels`` (N,) int64 or None, ``class_names``, ``data``, ``split``, ``n``, ``img_size``,
-    ``channels``. When n < the split's size, a fixed spread-out subset is used (the first n of
-    a sorted dataset could be all one class). Raises DataError for data problems."""
+    ``channels``, ``hf_share`` ((C,) float64: the images' high-frequency share, for the
+    ``hf`` metric). When n < the split's size, a fixed spread-out subset is used (the first n
+    of a sorted dataset could be all one class). Raises DataError for data problems."""
     ds = load_dataset(data_spec, split, img_size=img_size, channels=channels, data_dir=data_dir)
-    total = ds.images.shape[0]
+    total = len(ds)
     n = total if n <= 0 else min(n, total)
-    key = _ref_key(ds.name, split, extractor, ds.images.shape[-1], ds.images.shape[1], n,
+    key = _ref_key(ds.name, split, extractor, ds.img_size, ds.channels, n,
                    limit_note=f"{total}:{with_logits}")
     path = cache_dir() / "refstats" / f"{_slug(ds.name)}-{key}.pt"
     if cache and path.exists():
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
-            if entry.get("key") == key:
-                return entry
+            if entry.get("key") == key and entry.get("hf_share") is not None:
+                return entry         # (an entry cached before hf_share existed is recomputed)
         except Exception:
             pass   # unreadable cache entry: recompute and overwrite
     idx = torch.randperm(total, generator=torch.Generator().manual_seed(1234))[:n].sort().values
-    images = ds.images.index_select(0, idx)
+    images = ds.gather(idx)          # only these rows (a mapped dataset stays on disk)
     ex = extract_features(extractor, _float_batches(images, 500), batch_size=500,
                           with_logits=with_logits, progress=progress)
     entry = {"key": key, "data": ds.name, "split": split, "n": n, "features": ex.features,
              "logits": ex.logits, "labels": ds.labels.index_select(0, idx) if ds.labels is not None else None,
-             "class_names": ds.class_names, "img_size": ds.images.shape[-1], "channels": ds.images.shape[1]}
+             "class_names": ds.class_names, "img_size": ds.img_size, "channels": ds.channels,
+             "hf_share": spectral_share(_float_batches(images, 500))}
     if cache:
         atomic_save(entry, path)
     return entry
@@ -117,9 +120,11 @@ def min_images(metrics: Sequence[str]) -> int:
 
 def score(real: Dict[str, Any], fake_feats: torch.Tensor, metrics: Sequence[str],
           fake_logits: Optional[torch.Tensor] = None, seed: int = 0,
-          sides: Tuple[str, str] = ("the real side", "the generated side")) -> Dict[str, float]:
+          sides: Tuple[str, str] = ("the real side", "the generated side"),
+          fake_hf: Optional[torch.Tensor] = None) -> Dict[str, float]:
     """Compare fake features (N, D) with a :func:`real_features` entry; the KID subset size
-    adapts to small n. Returns ``{metric key: value}`` (see :data:`ganforge.metrics.METRICS`).
+    adapts to small n. ``fake_hf``: the generated images' (C,) high-frequency share, for
+    ``hf`` (left out of the scores when not given). Returns ``{metric key: value}`` (see :data:`ganforge.metrics.METRICS`).
     Raises :class:`EvalError` naming the side (``sides``: how the user named them, e.g. the
     flags) when a side has fewer images than the metrics need (:func:`min_images`)."""
     need = min_images(metrics)
@@ -132,14 +137,25 @@ def score(real: Dict[str, Any], fake_feats: torch.Tensor, metrics: Sequence[str]
     kw: Dict[str, Any] = {"kid_subset_size": min(1000, n), "kid_subsets": 100 if n >= 1000 else 50}
     if "is" in metrics and fake_logits is None:
         raise EvalError("the Inception Score needs an extractor with class logits")
+    if "hf" in metrics and (fake_hf is None or real.get("hf_share") is None):
+        metrics = [m for m in metrics if m != "hf"]
     return compute_metrics(real["features"], fake_feats, metrics=list(metrics), fake_logits=fake_logits,
-                           seed=seed, **kw)
+                           real_hf=real.get("hf_share"), fake_hf=fake_hf, seed=seed, **kw)
 
 
 def score_images(batches: Iterable[torch.Tensor], extractor: FeatureExtractor, real: Dict[str, Any], *,
                  metrics: Sequence[str], seed: int = 0) -> Dict[str, float]:
     """Scores of generated images (an iterable of float [-1, 1] NCHW batches) against ``real``."""
     with_logits = "is" in metrics
-    ex = extract_features(extractor, batches, with_logits=with_logits)
+    spectral = SpectralStats() if "hf" in metrics else None
+
+    def tapped():                    # the images pass through once: features and spectrum
+        for b in batches:
+            if spectral is not None:
+                spectral.update(b)
+            yield b
+
+    ex = extract_features(extractor, tapped(), with_logits=with_logits)
     return score(real, ex.features, metrics, fake_logits=ex.logits, seed=seed,
-                 sides=(f"the real data ({real['data']})", "--n (generated images)"))
+                 sides=(f"the real data ({real['data']})", "--n (generated images)"),
+                 fake_hf=spectral.share if spectral is not None else None)

@@ -51,7 +51,9 @@ import torch
 import ganforge
 from ganforge import checkpoint as ckpt
 from ganforge import distributed
+from ganforge import models
 from ganforge.config import Config, ConfigError, check_values
+from ganforge.data.auto import choose_data_defaults, describe as describe_choices
 from ganforge.data.augment import AugmentedLoader, ClassicAugment
 from ganforge.regularize.ema import EMA, make_copy
 from ganforge.tasks import TASKS, Phase, Task, resolve_config
@@ -70,6 +72,18 @@ from ganforge.transfer import freeze_discriminators, init_from
 __all__ = ["Trainer", "DEFAULT_STEPS", "default_run_dir"]
 
 DEFAULT_STEPS = 2000
+
+
+def _size_fits(family: str):
+    """``fits(size) -> bool``: whether ``family``'s generator can be built at ``size`` px
+    (tried at width 1, which costs microseconds; any error means no)."""
+    def fits(size: int) -> bool:
+        try:
+            models.GENERATORS.get(family)(img_size=size, channels=1, z_dim=1, width=1)
+        except Exception:  # noqa: BLE001 - an unreachable size, or a family with other rules
+            return False
+        return True
+    return fits
 
 
 def default_run_dir(cfg: Config) -> str:
@@ -102,6 +116,14 @@ class Trainer:
         self.dist, self.device, self.is_cuda = rt.dist, rt.device, rt.is_cuda
         self.is_main = self.dist.is_main
         self.quiet = quiet or not self.is_main
+        # ----- defaults chosen from a folder's images for the keys the user left unset (size,
+        # batch, small-data aids; ganforge/data/auto.py), said in the run's first line
+        if dataset is None and TASKS.get(t.task).data_defaults:
+            cfg, chosen = choose_data_defaults(cfg, fits=_size_fits(cfg.model.name),
+                                               world_size=self.dist.world_size)
+            if chosen:
+                self.note(describe_choices(chosen, cfg.data.name))
+                self.cfg, t = cfg, cfg.train
         # every RNG a checkpoint carries (ckpt.rng_state) starts from the seed, so that a seeded
         # run's whole state is the same whichever process it started in
         torch.manual_seed(t.seed)
@@ -190,6 +212,7 @@ class Trainer:
         self.step_count = 0
         self.images_seen = 0
         self.elapsed = 0.0       # training seconds over all sessions of this run
+        self._stop_reason: Optional[str] = None   # set by request_stop()
         self.session_start = 0.0     # perf_counter() at this session's first step
         self.session_seconds = 0.0   # this session's training seconds, as of the last step's end
         self._acc: Dict[str, torch.Tensor] = {}
@@ -203,14 +226,22 @@ class Trainer:
         self.artifacts = Artifacts(self.run_dir, cfg.log, write=self.is_main)
         # ``callbacks`` given by the caller come first: their on_end runs last (after the
         # final checkpoint, GIF and curves), e.g. the report of ganforge/run_report.py
+        # A caller's own Evaluation (e.g. ganforge tune's trial scoring) replaces the default one.
+        own_eval = [] if any(isinstance(cb, Evaluation) for cb in callbacks) else [Evaluation(cfg)]
         self.callbacks: List[Callback] = [*callbacks, self.artifacts, Checkpoints(cfg.log.ckpt_every),
-                                          Evaluation(cfg), self.guard]
+                                          *own_eval, self.guard]
         if mlflow_cb is not None:   # first: its on_end runs last, after the report it uploads
             self.callbacks.insert(0, mlflow_cb)
         if self._resume_from is not None:
             self._resume()
 
     # ------------------------------------------------------------------ helpers
+    def request_stop(self, reason: str) -> None:
+        """End this session after the current step, as a time limit would (final checkpoint,
+        GIF and curves): for callbacks, e.g. a tuning trial that was pruned. Single-process
+        runs only (under torchrun every process must agree on the step; use a signal)."""
+        self._stop_reason = reason
+
     def note(self, msg: str) -> None:
         """A message for the user on stderr (rank 0, unless quiet)."""
         if not self.quiet:
@@ -367,8 +398,11 @@ class Trainer:
                         if reason is not None:
                             self.guard.rollback(self, reason)
                             continue
+                    stop = stop or self._stop_reason is not None
                     if stop:
-                        if intr.signal is not None:
+                        if self._stop_reason is not None:
+                            self.note(f"stopped at step {s}: {self._stop_reason}")
+                        elif intr.signal is not None:
                             interrupted = intr.signal
                         elif time_up:
                             self.note(f"time limit of {cfg.train.time_limit:g}s reached at step {s}")

@@ -34,6 +34,8 @@ if [ "${GANFORGE_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null 2>&1 &&
   need=()
   [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
   [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
+  # the emoji dataset's labels: the Unicode emoji groups of emoji-test.txt (ganforge/data/emoji.py)
+  [ -f /usr/share/unicode/emoji/emoji-test.txt ] || need+=(unicode-data)
   if [ ${#need[@]} -gt 0 ]; then
     echo "[setup] apt-get install ${need[*]}"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \

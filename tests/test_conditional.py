@@ -223,6 +223,13 @@ def test_matching_aware_term(loss_name):
     assert all(torch.equal(a, p.grad) for a, p in zip(g0, plain.D.parameters()))
 
 
+@pytest.mark.parametrize("loss_name", ["relativistic", "rpgan"])
+def test_matching_term_refuses_losses_without_a_fake_half(loss_name):
+    """The relativistic losses compare real with fake: no d_fake, so no mismatched-pair term."""
+    with pytest.raises(ConfigError, match=r"cond\.matching_weight.*no separate fake half"):
+        _task(**{"cond.matching_weight": 1.0, "train.loss": loss_name})
+
+
 def test_acgan_rejects_matching_term_and_bad_settings():
     with pytest.raises(ConfigError, match="AC-GAN"):
         _task(**{"cond.method": "acgan", "cond.matching_weight": 1.0})

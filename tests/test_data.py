@@ -31,6 +31,7 @@ from ganforge.data import emoji as emoji_mod
 from ganforge.data import folder as folder_mod
 from ganforge.data import mnist as mnist_mod
 from ganforge.data import paths as paths_mod
+from ganforge.data.download import mirror_env_var
 from ganforge.data.idx import parse_idx, read_idx, write_idx
 
 REAL_SYSTEM_ROOTS = list(paths_mod.SYSTEM_ROOTS)
@@ -58,8 +59,8 @@ def hermetic(tmp_path, monkeypatch):
 
 
 def cache_files() -> list[Path]:
-    d = cache_mod.tensor_dir()
-    return sorted(d.glob("*.pt")) if d.exists() else []
+    d = cache_mod.array_dir()
+    return sorted(d.glob("*.npy")) if d.exists() else []
 
 
 # --------------------------------------------------------------------------- IDX helpers
@@ -200,8 +201,10 @@ def test_idx_resize_channels_limit(tmp_path):
 
 def test_named_dataset_errors(tmp_path):
     make_idx(tmp_path / "mnist")
-    with pytest.raises(DataError, match="split 'valid'.*train, test"):
-        load_dataset("mnist:valid", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="split 'dev'.*train, test"):
+        load_dataset("mnist:dev", data_dir=str(tmp_path))
+    # val / train-minus-val are carved out of train (ganforge/data/resolve.py)
+    assert len(load_dataset("mnist:valid", data_dir=str(tmp_path))) >= 1
     with pytest.raises(DataError, match="unknown dataset 'fashon-mnist'.*fashion-mnist"):
         load_dataset("fashon-mnist")
     with pytest.raises(DataError, match="emoji, fashion-mnist, mnist"):
@@ -494,8 +497,8 @@ def test_folder_split_means_subfolder(tmp_path):
     _save(Image.new("L", (4, 4), 1), d / "train" / "a.png")
     _save(Image.new("L", (4, 4), 2), d / "test" / "b.png")
     assert len(load_dataset(str(d), split="test")) == 1
-    with pytest.raises(DataError, match="split 'valid'"):
-        load_dataset(str(d), split="valid")
+    with pytest.raises(DataError, match="split 'dev'"):
+        load_dataset(str(d), split="dev")
 
 
 # --------------------------------------------------------------------------- arrays
@@ -571,15 +574,15 @@ def test_second_load_comes_from_cache(tmp_path, monkeypatch):
         _save(Image.new("RGB", (8, 8), (i, 2 * i, 3 * i)), d / f"{i}.png")
     first = load_dataset(str(d), img_size=4)
     files = cache_files()
-    assert len(files) == 1 and files[0].parent == tmp_path / "cache" / "tensors"
-    assert not list(files[0].parent.glob("*.part"))
+    assert len(files) == 1 and files[0].parent == tmp_path / "cache" / "arrays"
+    assert not list(files[0].parent.glob("*.partial")) and files[0].with_suffix(".json").exists()
     calls = []
-    real = folder_mod.decode_folder
-    monkeypatch.setattr(folder_mod, "decode_folder",
+    real = folder_mod.decode_chunks
+    monkeypatch.setattr(folder_mod, "decode_chunks",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     second = load_dataset(str(d), img_size=4)
     assert calls == [] and torch.equal(first.images, second.images)
-    assert torch.load(files[0], weights_only=True)["images"].shape == (3, 3, 4, 4)
+    assert np.load(files[0], allow_pickle=False).shape == (3, 3, 4, 4)
     # another size is another entry; a changed file invalidates
     load_dataset(str(d), img_size=2)
     assert len(cache_files()) == 2 and calls == [1]
@@ -604,6 +607,118 @@ def test_idx_cache_and_corrupt_cache_entry(tmp_path):
     assert b.class_names == a.class_names and len(cache_files()) == 1
     c = load_dataset("mnist", data_dir=str(tmp_path))
     assert torch.equal(a.images, c.images)
+
+
+# --------------------------------------------------------------------------- mapped cache, parallel decode
+def _mixed_folder(d: Path, n: int = 30, bad: bool = True) -> Path:
+    """n images in two class folders: RGB and gray, several sizes and formats (+ 2 bad files)."""
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        h, w = int(rng.integers(10, 30)), int(rng.integers(10, 30))
+        if i % 3 == 0:
+            img = Image.fromarray(rng.integers(0, 255, (h, w), dtype=np.uint8), "L")
+        else:
+            img = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), "RGB")
+        _save(img, d / ("cats" if i % 2 else "dogs") / f"{i:03d}.{'png' if i % 4 else 'jpg'}")
+    if bad:
+        _bad_files(d / "cats")
+    return d
+
+
+def test_cache_is_a_memory_mapped_npy(tmp_path, monkeypatch):
+    d = _mixed_folder(tmp_path / "imgs", bad=False)
+    small = load_dataset(str(d), img_size=8)                 # 30x3x8x8: read into memory
+    assert not small.mapped and small.images.is_contiguous()
+    monkeypatch.setenv(cache_mod.IN_MEMORY_ENV, "0")         # everything above 0 MB: mapped
+    big = load_dataset(str(d), img_size=8)
+    (npy,) = cache_files()
+    assert big.mapped and torch.equal(big.images, small.images)
+    assert torch.equal(big.labels, small.labels) and big.class_names == ["cats", "dogs"]
+    arr = np.load(npy, mmap_mode="r")
+    assert isinstance(arr, np.memmap) and arr.dtype == np.uint8 and arr.shape == (30, 3, 8, 8)
+    maps = Path("/proc/self/maps")
+    if maps.exists():                                          # the tensor is the file's mapping
+        assert str(npy) in maps.read_text()
+    meta = __import__("json").loads(npy.with_suffix(".json").read_text())
+    assert meta["shape"] == [30, 3, 8, 8] and meta["skipped"] == 0 and len(meta["labels"]) == 30
+    assert meta["fingerprint"] and meta["class_names"] == ["cats", "dogs"]
+    # a subset of a mapped dataset is an index into the map, not a copy of the pixels
+    sub = big.subset(torch.tensor([5, 1, 7]), name="sub")
+    assert sub.mapped and sub.base_images.data_ptr() == big.base_images.data_ptr()
+    assert torch.equal(sub.images, small.images[[5, 1, 7]]) and sub.labels.tolist() == \
+        small.labels[[5, 1, 7]].tolist()
+    assert torch.equal(sub.subset(torch.tensor([2]), "one").images, small.images[[7]])
+    # and batches come from the map through the index
+    from ganforge.data.batching import BatchLoader
+    bl = BatchLoader(sub.base_images, sub.labels, batch_size=3, seed=0, index=sub.index)
+    x, y = bl.next()
+    got = sorted(map(tuple, to_uint8(x).flatten(1).tolist()))
+    assert got == sorted(map(tuple, sub.images.flatten(1).tolist()))
+
+
+def test_interrupted_decode_is_not_used_and_resumes(tmp_path, monkeypatch):
+    d = _mixed_folder(tmp_path / "imgs", bad=False)
+    expect = load_dataset(str(d), img_size=8, cache=False).images
+    monkeypatch.setattr(folder_mod, "CHUNK", 4)
+    real = folder_mod._decode_chunk
+    calls = []
+
+    def interrupted(*a, **k):
+        if len(calls) == 3:
+            raise KeyboardInterrupt               # Ctrl-C during the 4th chunk
+        calls.append(a[1])
+        return real(*a, **k)
+
+    monkeypatch.setattr(folder_mod, "_decode_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_folder_serial(d)
+    assert cache_files() == [] and not list(cache_mod.array_dir().glob("*.json"))
+    (part,) = cache_mod.array_dir().glob("*.partial")
+    assert len(list(part.glob("chunk-*.npz"))) == 3             # the finished chunks are kept
+    # a torn array with no metadata (a crash between the two writes) is not used either
+    torn = cache_mod.array_dir() / (part.name.split(".")[0] + ".npy")
+    torn.write_bytes(b"\x93NUMPY torn")
+    calls.clear()
+    monkeypatch.setattr(folder_mod, "_decode_chunk", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    ds = load_folder_serial(d)
+    assert calls == [12, 16, 20, 24, 28]                      # only the chunks not yet decoded
+    assert torch.equal(ds.images, expect) and not part.exists()
+    assert len(cache_files()) == 1
+    calls.clear()
+    assert torch.equal(load_folder_serial(d).images, expect) and calls == []   # from the cache
+
+
+def load_folder_serial(d: Path, **kw) -> ImageDataset:
+    return folder_mod.load_folder(d, img_size=8, workers=1, **kw)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_parallel_and_serial_decode_identical(tmp_path, monkeypatch, cache):
+    d = _mixed_folder(tmp_path / "imgs")
+    monkeypatch.setattr(folder_mod, "CHUNK", 5)
+    out = {}
+    for workers in (1, 3):
+        monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / f"cache{workers}"))
+        with pytest.warns(DataWarning, match="unreadable image") as rec:
+            out[workers] = folder_mod.load_folder(d, img_size=0, workers=workers, cache=cache)
+        shown = " ".join(str(w.message) for w in rec)
+        assert "truncated.png" in shown and "garbage.jpg" in shown
+    a, b = out[1], out[3]
+    assert a.shape == b.shape == (30, 3, 10, 10) and torch.equal(a.images, b.images)
+    assert torch.equal(a.labels, b.labels) and a.skipped == b.skipped == 2
+    with pytest.raises(DataError, match="garbage.jpg|truncated.png"):
+        folder_mod.load_folder(d, img_size=8, workers=3, strict=True, cache=cache)
+
+
+def test_gray_folder_stays_one_channel_and_limit(tmp_path, monkeypatch):
+    d = tmp_path / "gray"
+    for i in range(11):
+        _save(Image.new("L", (6, 6), i * 10), d / f"{i:02d}.png")
+    monkeypatch.setattr(folder_mod, "CHUNK", 4)
+    ds = folder_mod.load_folder(d, workers=2)
+    assert ds.shape == (11, 1, 6, 6) and [_pixel(ds, i)[0] for i in range(11)] == list(range(0, 110, 10))
+    lim = folder_mod.load_folder(d, workers=2, limit=6)
+    assert lim.shape == (6, 1, 6, 6) and torch.equal(lim.images, ds.images[:6])
 
 
 # --------------------------------------------------------------------------- real data
@@ -642,7 +757,7 @@ def test_real_emoji(monkeypatch):
     t0 = time.perf_counter()
     ds = load_dataset("emoji", download=False)
     first = time.perf_counter() - t0
-    assert len(ds) >= 1000 and ds.images.shape[1:] == (3, 64, 64) and ds.labels is None
+    assert len(ds) >= 1000 and ds.images.shape[1:] == (3, 64, 64) and ds.num_classes >= 9  # Unicode emoji groups
     x = ds.images.float()
     assert (x[:, 0] - x[:, 1]).abs().mean() > 5               # really in colour
     assert ds.images[:, :, 0, 0].float().mean() > 200          # mostly white corners
@@ -662,3 +777,24 @@ def test_emoji_missing_font_offline_is_clear(tmp_path):
     assert _leftovers(tmp_path / "cache") == []
     with pytest.raises(DataError, match="split"):
         load_dataset("emoji:test")
+
+
+EMOJI_TEST_REAL = Path("/usr/share/unicode/emoji/emoji-test.txt")
+
+
+def test_emoji_groups_file_is_downloaded_and_verified(server, monkeypatch, tmp_path):
+    """Without a local emoji-test.txt, the file is fetched from the mirror (127.0.0.1 here)
+    and checked against its SHA-256; a changed file is refused with the reason."""
+    _need(EMOJI_TEST_REAL, "Unicode emoji-test.txt (unicode-data)")
+    url, files = server
+    files.mkdir(parents=True)
+    monkeypatch.setattr(emoji_mod, "SYSTEM_EMOJI_TEST_PATHS", [])
+    monkeypatch.setenv(mirror_env_var("emoji"), url)
+    (files / "emoji-test.txt").write_bytes(EMOJI_TEST_REAL.read_bytes() + b"# tampered\n")
+    with pytest.raises(DataError, match="download failed"):
+        emoji_mod.find_emoji_test(str(tmp_path / "d1"))
+    with pytest.raises(DataError, match="unicode-data"):
+        emoji_mod.find_emoji_test(str(tmp_path / "d1"), download=False)
+    (files / "emoji-test.txt").write_bytes(EMOJI_TEST_REAL.read_bytes())
+    got = emoji_mod.find_emoji_test(str(tmp_path / "d2"))
+    assert got.read_bytes() == EMOJI_TEST_REAL.read_bytes() and str(tmp_path / "d2") in str(got)

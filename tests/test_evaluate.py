@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ganforge import evaluate, scoring
 from ganforge.cli import main
@@ -13,30 +12,6 @@ from tests.helpers import require_fashion_mnist
 
 TINY = ["model.g_width=4", "model.d_width=4", "model.z_dim=8", "log.progress=false",
         "log.sample_every=100", "log.log_every=5", "log.tensorboard=false"]
-
-
-@pytest.fixture
-def shapes(tmp_path):
-    """Two easily separable classes of 16 px grayscale images in class subfolders."""
-    root = tmp_path / "shapes"
-    g = np.random.default_rng(0)
-    for cls in ("bar", "dot"):
-        (root / cls).mkdir(parents=True)
-        for i in range(60):
-            a = np.zeros((16, 16), np.uint8)
-            y, x = g.integers(2, 10, 2)
-            if cls == "bar":
-                a[:, x:x + 3] = 255
-            else:
-                a[y:y + 4, x:x + 4] = 255
-            Image.fromarray(a).save(root / cls / f"{i}.png")
-    return root
-
-
-@pytest.fixture
-def evaluator(shapes):
-    from ganforge.evaluator import train_evaluator
-    return train_evaluator(str(shapes), epochs=3, batch_size=32, progress=False)
 
 
 def test_eval_pair_same_folder_is_zero_and_cached(shapes, evaluator, monkeypatch, capsys, tmp_path):

@@ -637,12 +637,13 @@ def test_repair_log_mends_any_cut_of_the_last_row(tmp_path, resume_step):
 
 # --------------------------------------------------------------------------- 2. the data cache
 def test_decoded_data_cache_write_killed(tmp_path):
-    """The decoded-dataset cache (ganforge/data/cache.py): killed half-way through its first
-    write, there is no entry; the next load decodes again, gives the same images and writes
-    the entry; a writer replacing an entry, killed with the new file written but not renamed,
-    leaves the old one, which still loads. Stray temporary files stay in the shared cache
-    folder (not swept: several processes may write it at once, e.g. torchrun ranks); they are
-    harmless: hidden ``.<key>.pt.<random>.tmp`` names that no reader opens."""
+    """The decoded-dataset cache (ganforge/data/cache.py, an .npy array + a .json metadata
+    file that is written last): killed half-way through the array's first write, there is no
+    entry; the next load decodes again, gives the same images and writes the entry; a writer
+    replacing an entry, killed with the new array written but not renamed, leaves the old one,
+    which still loads. Stray temporary files stay in the shared cache folder (not swept:
+    several processes may write it at once, e.g. torchrun ranks); they are harmless: hidden
+    ``.<key>.npy.<random>.tmp`` names that no reader opens."""
     from ganforge.data import cache, load_dataset
     _preimport()
     npz = _blobs_npz(tmp_path / "d.npz", n=40)
@@ -652,20 +653,22 @@ def test_decoded_data_cache_write_killed(tmp_path):
         load_dataset(str(npz))
         return 0
 
-    tmp, entry = _kill_in_write(load, "/tensors/", "half")
-    assert not entry.exists() and 0 < tmp.stat().st_size
+    tmp, entry = _kill_in_write(load, "/arrays/", "half")
+    assert entry.suffix == ".npy" and 0 < tmp.stat().st_size
+    assert not entry.exists() and not entry.with_suffix(".json").exists()
     assert torch.equal(load_dataset(str(npz)).images, direct)
-    assert entry.exists()
+    assert entry.exists() and entry.with_suffix(".json").exists()
     old = entry.read_bytes()
 
     def replace() -> int:
-        e = torch.load(entry, map_location="cpu", weights_only=True)
-        cache.save(entry.stem, {**e, "images": 255 - e["images"]})
+        ds = cache.load(entry.stem)
+        ds.base_images = 255 - ds.images
+        cache.save(entry.stem, ds)
         return 0
 
     _kill_in_write(replace, entry.name, "full")
     assert entry.read_bytes() == old
-    assert torch.equal(cache.load(entry.stem)["images"], direct)
+    assert torch.equal(cache.load(entry.stem).images, direct)
     assert torch.equal(load_dataset(str(npz)).images, direct)
     left = _temps(entry.parent)
     assert len(left) == 2 and all(p.name.startswith(f".{entry.name}.") and p.name.endswith(".tmp")

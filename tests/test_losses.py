@@ -147,7 +147,8 @@ def test_d_prob():
 
 # ----------------------------------------------------------------------------- hinge, WGAN, RaSGAN
 NEW = ("hinge", "wasserstein", "relativistic")
-ALL = NAMES + ("lsgan",) + NEW
+PAIRED = ("rpgan",)
+ALL = NAMES + ("lsgan",) + NEW + PAIRED
 # D's real half A(real) of d_loss = A(real) + B(fake), by hand, for the losses that split so.
 REAL_HALF = {
     "nonsaturating": lambda r: F.softplus(-r).mean(),
@@ -228,7 +229,57 @@ def test_relativistic_g_needs_real():
     assert getattr(ra, "d_fake", None) is None
 
 
-@pytest.mark.parametrize("name", NEW)   # (lsgan is not monotone: it regresses to targets 0/1)
+# ----------------------------------------------------------------------------- RpGAN (R3GAN)
+def test_rpgan_by_hand():
+    rp = get_loss("rpgan")
+    assert isinstance(rp, AdversarialLoss) and LOSSES.help("rpgan") and rp.g_needs_real
+    assert not rp.supports_label_smoothing and getattr(rp, "d_fake", None) is None
+    # pairs (2, -3), (-.5, .5), (0, 1): r - f = [5, -1, -1]
+    # D: softplus(-(r - f)) = softplus([-5, 1, 1]); G: softplus(-(f - r)) = softplus([5, -1, -1])
+    d = (sp(-5.0) + sp(1.0) + sp(1.0)) / 3
+    g = (sp(5.0) + sp(-1.0) + sp(-1.0)) / 3
+    assert rp.d_loss(HAND_REAL, HAND_FAKE).item() == pytest.approx(d)
+    assert rp.g_loss(HAND_FAKE, HAND_REAL).item() == pytest.approx(g)
+    # the BCE on the pairs' relative logits, and not the average form: pairing matters
+    torch.testing.assert_close(rp.d_loss(HAND_REAL, HAND_FAKE), bce(HAND_REAL - HAND_FAKE, 1))
+    assert rp.d_loss(HAND_REAL, HAND_FAKE.flip(0)).item() != pytest.approx(d)
+    assert rp.d_loss(HAND_REAL, HAND_FAKE).item() != pytest.approx(
+        get_loss("relativistic").d_loss(HAND_REAL, HAND_FAKE).item())
+    # only relative realness counts; at equal logits both players' loss is log 2
+    torch.testing.assert_close(rp.d_loss(HAND_REAL + 7, HAND_FAKE + 7), rp.d_loss(HAND_REAL, HAND_FAKE))
+    torch.testing.assert_close(rp.d_loss(torch.zeros(5), torch.zeros(5)), torch.tensor(math.log(2.0)))
+
+
+def test_rpgan_gradient_signs():
+    rp = get_loss("rpgan")
+    real = HAND_REAL.clone().requires_grad_()
+    fake = HAND_FAKE.clone().requires_grad_()
+    rp.d_loss(real, fake).backward()
+    # D pushes every real logit up and every fake one down, each by sigmoid(f_i - r_i) / n
+    w = torch.sigmoid(HAND_FAKE - HAND_REAL) / 3
+    torch.testing.assert_close(real.grad, -w)
+    torch.testing.assert_close(fake.grad, w)
+    fake2 = HAND_FAKE.clone().requires_grad_()
+    rp.g_loss(fake2, HAND_REAL).backward()
+    # G pushes its fakes' logits up, by sigmoid(r_i - f_i) / n
+    torch.testing.assert_close(fake2.grad, -torch.sigmoid(HAND_REAL - HAND_FAKE) / 3)
+
+
+def test_rpgan_needs_pairs():
+    rp = get_loss("rpgan")
+    with pytest.raises(ValueError, match=r"same shape.*\(3,\).*\(2,\)"):
+        rp.d_loss(HAND_REAL, HAND_FAKE[:2])
+    with pytest.raises(ValueError, match="i-th real with the i-th fake"):
+        rp.g_loss(HAND_FAKE[:2], HAND_REAL)
+    with pytest.raises(ValueError, match="real_logits"):
+        rp.g_loss(HAND_FAKE)
+    # PatchGAN maps pair element-wise
+    g = torch.Generator().manual_seed(2)
+    real, fake = torch.randn(2, 1, 3, 3, generator=g), torch.randn(2, 1, 3, 3, generator=g)
+    torch.testing.assert_close(rp.d_loss(real, fake), F.softplus(fake - real).mean())
+
+
+@pytest.mark.parametrize("name", NEW + PAIRED)   # (lsgan is not monotone: it regresses to 0/1)
 def test_sign_conventions_new(name):
     loss = get_loss(name)
     base = torch.zeros(8)
@@ -290,7 +341,7 @@ def test_label_smoothing_lsgan(logits):
                                get_loss("lsgan").d_loss(real, fake))
 
 
-@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("name", NEW + PAIRED)
 def test_label_smoothing_refused(name):
     with pytest.raises(ValueError, match="label smoothing applies to the log and least-squares"):
         get_loss(name, label_smoothing=0.1)

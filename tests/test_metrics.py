@@ -471,7 +471,7 @@ def test_compute_metrics_entry_point(tmp_path):
     probs = np.eye(4)[np.arange(200) % 4]
     with_is = compute_metrics(real, fake, fake_probs=probs, kid_subsets=2, kid_subset_size=50)
     assert with_is["is_mean"] == pytest.approx(4.0) and set(METRICS) == {"fid", "kid", "pr",
-                                                                         "dc", "is"}
+                                                                         "dc", "is", "hf"}
     with pytest.raises(ValueError, match="unknown metric"):
         compute_metrics(real, fake, ["fdi"])
     with pytest.raises(ValueError, match="real_feats"):

@@ -7,7 +7,8 @@ from torch import nn
 
 from ganforge.regularize.ema import EMA, make_copy, unwrap
 from ganforge.regularize.penalties import (add_instance_noise, gradient_penalty,
-                                           instance_noise_std, r1_penalty)
+                                           instance_noise_std, r1_penalty, r2_penalty,
+                                           zero_centered_penalty)
 
 
 def _images(n=4, seed=0):
@@ -47,6 +48,40 @@ def test_r1_errors():
     x.requires_grad_(True)
     with pytest.raises(ValueError, match="do not depend"):
         r1_penalty(torch.zeros(4, requires_grad=True), x)
+
+
+# ----------------------------------------------------------------------------- R2
+def test_r2_equals_hand_computed_input_gradient_norm():
+    """R2 = E||grad_x D(x)||^2 over generated x, for a tiny nonlinear D, against the gradient
+    written out by hand: D(x) = v . tanh(W x) => grad_x D = W^T (v * (1 - tanh(W x)^2))."""
+    g = torch.Generator().manual_seed(3)
+    W, v = torch.randn(5, 18, generator=g), torch.randn(5, generator=g)
+    fake = _images(n=6, seed=4)                         # stands for G(z), detached
+
+    def D(x):
+        return torch.tanh(x.flatten(1) @ W.T) @ v
+
+    x = fake.detach().requires_grad_(True)
+    got = r2_penalty(D(x), x)
+    h = torch.tanh(fake.flatten(1) @ W.T)               # (6, 5)
+    grads = ((1 - h.square()) * v) @ W                  # (6, 18): one row per image
+    torch.testing.assert_close(got, grads.square().sum(1).mean())
+    # the same function as R1: only the batch it is taken on differs
+    torch.testing.assert_close(got, r1_penalty(D(x), x))
+    torch.testing.assert_close(got, zero_centered_penalty(D(x), x))
+
+
+def test_r2_errors_name_r2_and_it_trains_d():
+    x = _images()
+    with pytest.raises(ValueError, match="r2_penalty.*requires_grad_"):
+        r2_penalty(x.sum((1, 2, 3)), x)
+    x.requires_grad_(True)
+    with pytest.raises(ValueError, match="r2_penalty.*batch size 3"):
+        r2_penalty(torch.zeros(3, requires_grad=True), x)
+    D = _small_d()
+    r2 = r2_penalty(D(x), x)
+    r2.backward()                                       # double backward into D's weights
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in D.parameters() if p.dim() > 1)
 
 
 def test_r1_differentiable_wrt_d():

@@ -144,6 +144,19 @@ def check_r1(run):
     assert all(math.isfinite(r["r1"]) and r["r1"] > 0 for r in run.rows if "r1" in r)
 
 
+def check_r2(run):
+    # as R1: lazy on the same D steps (r1_every=2 governs both)
+    assert [r["step"] for r in run.rows if "r2" in r] == [1, 3]
+    assert all(math.isfinite(r["r2"]) and r["r2"] > 0 for r in run.rows if "r2" in r)
+
+
+def check_r3gan_recipe(run):
+    # R3GAN's objective: RpGAN + gamma/2 (R1 + R2), the penalties on the same steps
+    check_r1(run)
+    check_r2(run)
+    assert type(run.tr.task.objective).__name__ == "RelativisticPairedLoss"
+
+
 def check_gp(run):
     assert all("gp" in r and math.isfinite(r["gp"]) and r["gp"] >= 0 for r in run.rows)
 
@@ -209,6 +222,11 @@ def check_ema(run):
 ALL = ("gan-dcgan", "gan-mlp", "conditional", "cyclegan")
 OPTIONS = {   # name: (overrides, targets, check)
     "r1": ({"reg.r1": 1.0, "reg.r1_every": 2}, ALL, check_r1),
+    "r2": ({"reg.r2": 1.0, "reg.r1_every": 2}, ALL, check_r2),
+    "r3gan_recipe": ({"reg.r1": 1.0, "reg.r2": 1.0, "reg.r1_every": 2, "train.loss": "rpgan"},
+                     ("gan-dcgan", "gan-mlp", "conditional"), check_r3gan_recipe),
+    "r3gan_recipe_cyclegan": ({"reg.r1": 1.0, "reg.r2": 1.0, "reg.r1_every": 2,
+                               "cyclegan.adv_loss": "rpgan"}, ("cyclegan",), check_r3gan_recipe),
     "gp": ({"reg.gp": 10.0}, ("gan-mlp", "conditional-mlp", "cyclegan"), check_gp),
     "spectral_norm": ({"reg.spectral_norm": True}, ALL, check_spectral_norm),
     "label_smoothing": ({"reg.label_smoothing": 0.1}, ALL, check_label_smoothing),
@@ -414,6 +432,48 @@ def test_lazy_r1_logged_value_does_not_depend_on_log_every(tmp_path):
     assert [r["step"] for r in every2] == [2, 4]
     assert every2[0]["r1"] == pytest.approx(by_step[1]["r1"], rel=1e-5)
     assert every2[1]["r1"] == pytest.approx(by_step[3]["r1"], rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- R2 in the tasks
+@pytest.mark.parametrize("target", ["gan-mlp", "gan-dcgan", "conditional", "cyclegan"])
+def test_r2_is_taken_on_the_fake_batch_d_saw(tmp_path, target):
+    """The logged r2 equals E||grad_x D(x)||^2 recomputed on the very fakes of that D step
+    (gan-mlp: through the joint real+fake D call; dcgan: separate calls; cyclegan: stacked)."""
+    from ganforge.regularize.penalties import r2_penalty
+    loss_key = "cyclegan.adv_loss" if target == "cyclegan" else "train.loss"
+    tr = trainer(target, tmp_path, **{"reg.r2": 2.0, "reg.r1_every": 1, loss_key: "rpgan"})
+    task = tr.task
+    if target.startswith("gan"):
+        assert task._joint_d == (target == "gan-mlp")
+    seen = []
+    for tb in toolboxes(tr):
+        tb.fake = functools.partial(lambda f, x: seen.append(f(x)) or seen[-1], tb.fake)
+    batch = tr.loader.next()
+    if target == "cyclegan":
+        task.loss("G", batch)
+    loss, logs = task.loss("D", batch)
+    assert seen and all(f.requires_grad and f.is_leaf for f in seen)
+    if target == "cyclegan":
+        critics = [task.modules[d] for d in task.discriminators]          # D_A, D_B in order
+    elif target == "conditional":
+        critics = [lambda x, y=task._fake_y: task.D(x, y)]
+    else:
+        critics = [task.D]
+    want = []
+    for critic, fake in zip(critics, seen, strict=True):
+        x = fake.detach().requires_grad_(True)
+        want.append(r2_penalty(critic(x), x))
+    torch.testing.assert_close(logs["r2"], sum(want) / len(want), rtol=1e-4, atol=1e-7)
+    assert logs["r2"] > 0 and torch.isfinite(loss)
+
+
+def test_r2_zero_leaves_the_fake_batch_alone(tmp_path):
+    """reg.r2=0 (the default): tb.fake is the identity, the very same tensor."""
+    tr = trainer("gan-mlp", tmp_path, **{"reg.r1": 1.0, "reg.r1_every": 1})
+    tb = tr.task.toolbox
+    x = torch.randn(3, 1, 16, 16)
+    tb.real(x)
+    assert tb.fake(x) is x and not x.requires_grad
 
 
 # ----------------------------------------------------------------------------- exact resume

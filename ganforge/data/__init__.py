@@ -1,5 +1,6 @@
 """Datasets: named ones (``fashion-mnist``, ``mnist``, ``emoji``), folders of images and
-``.npy``/``.npz`` arrays, all loaded whole into memory as uint8 NCHW and cached on disk.
+``.npy``/``.npz`` arrays, decoded once to uint8 NCHW and cached on disk as a ``.npy``
+that large datasets use memory-mapped (see :mod:`ganforge.data.cache`).
 
 >>> ds = load_dataset("fashion-mnist:test", img_size=32)      # doctest: +SKIP
 >>> x = to_float(ds.images[:64])                              # float32 in [-1, 1]
@@ -20,7 +21,7 @@ Modules, one idea each:
   arrays      .npy / .npz arrays
   emoji       the Noto Color Emoji dataset
   transforms  whole-tensor resize and channel conversion
-  cache       decoded tensors on disk
+  cache       decoded arrays on disk (memory-mapped .npy + metadata)
   resolve     load_dataset: spec -> dataset
 """
 from __future__ import annotations

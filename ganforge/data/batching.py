@@ -1,7 +1,11 @@
-"""Fast in-memory batching.
+"""Fast batching from one uint8 tensor (in memory, on the GPU, or memory-mapped).
 
 The whole dataset is one uint8 tensor; a batch is an ``index_select`` of a shuffled index
-range followed by one vectorised conversion to float [-1, 1]. There is no per-sample Python
+range followed by one vectorised conversion to float [-1, 1]. The tensor may be a read-only
+view of the cache's memory-mapped ``.npy`` (:mod:`ganforge.data.cache`): the gather then reads
+just the batch's rows from the page cache, shared by all processes on the machine, and an
+optional ``index`` (an :class:`~ganforge.data.base.ImageDataset` subset) picks which rows of
+the map make up the dataset, without copying them. There is no per-sample Python
 work, no DataLoader worker processes and no collate step, which is what makes small-image
 training on a CPU several times faster than the usual Dataset/DataLoader pattern.
 
@@ -20,16 +24,24 @@ from ganforge.data.base import DataError
 class BatchLoader:
     def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None, *,
                  batch_size: int, seed: int = 0, device: torch.device | str = "cpu",
-                 channels_last: bool = False, rank: int = 0, world_size: int = 1):
+                 channels_last: bool = False, rank: int = 0, world_size: int = 1,
+                 index: Optional[torch.Tensor] = None):
+        """``images``: uint8 (M, C, H, W); ``index``: optional int64 (N,) rows of ``images``
+        that are the dataset (default: all M); ``labels``: int64 (N,) or None, one per
+        dataset image. ``device``: where ``images`` is put whole (the trainer picks the GPU
+        only when the data takes under a quarter of its free memory, else the CPU, and moves
+        each batch). Raises DataError when the batch is larger than the dataset."""
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise TypeError("BatchLoader expects a uint8 (N, C, H, W) tensor")
-        n = images.shape[0]
+        n = images.shape[0] if index is None else len(index)
         if batch_size * world_size > n:
             raise DataError(f"--batch-size {batch_size}" + (f" (x{world_size} processes)" if world_size > 1 else "")
                             + f" is larger than the dataset ({n} images); use --batch-size "
                             f"{max(1, n // world_size)} or less")
         self.device = torch.device(device)
         self.images = images.to(self.device)
+        self.index = None if index is None else \
+            torch.as_tensor(index, dtype=torch.int64).to(self.device)
         self.labels = labels.to(self.device) if labels is not None else None
         self.batch_size = batch_size
         self.channels_last = channels_last
@@ -61,7 +73,7 @@ class BatchLoader:
 
     def next(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         idx = self.next_indices()
-        x = self.images.index_select(0, idx)
+        x = self.images.index_select(0, idx if self.index is None else self.index[idx])
         x = x.to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -98,7 +98,7 @@ def load_domain(spec: str | DataSpec, split: str = "train", *, img_size: int = 0
                       download=download, cache=cache)
     name = str(ds_spec.with_split(sp)) if named else str(ds_spec)
     if ds_spec.cls is None:
-        images, labels, class_names = ds.images, ds.labels, ds.class_names
+        sel = ds
     else:
         if ds.labels is None or not ds.class_names:
             raise DataError(f"domain '{ds_spec}': '{ds_spec.source}' has no classes (a folder "
@@ -109,16 +109,17 @@ def load_domain(spec: str | DataSpec, split: str = "train", *, img_size: int = 0
         if idx.numel() == 0:
             raise DataError(f"domain '{ds_spec}': class '{ds.class_names[k]}' has no images in "
                             f"{ds.name}")
-        images, labels, class_names = ds.images.index_select(0, idx), None, None
         cls = normalize_class(ds.class_names[k])
         name = f"{ds_spec.source}:{sp}:{cls}" if named else f"{ds_spec.source}:{cls}"
-        if limit:
-            images = images[:limit]
-    if limit and ds_spec.cls is None:
-        images = images[:limit]
-        labels = labels[:limit] if labels is not None else None
-    return ImageDataset(images=images.contiguous(), labels=labels, class_names=class_names,
-                        name=name, source=ds.source, skipped=ds.skipped)
+        # a subset: a view of the map when the dataset is memory-mapped, else a copy
+        sel = ds.subset(idx[:limit] if limit else idx)
+        sel = ImageDataset(sel.base_images, None, None, name, ds.source, ds.skipped,
+                           index=sel.index, mapped=sel.mapped)
+        return sel
+    if limit and len(sel) > limit:
+        sel = sel.subset(torch.arange(limit))
+    return ImageDataset(sel.base_images, sel.labels, sel.class_names, name, ds.source,
+                        ds.skipped, index=sel.index, mapped=sel.mapped)
 
 
 @dataclass
@@ -155,6 +156,8 @@ class DomainPair:
 
 
 def _harmonise(ds: ImageDataset, size: int, channels: int) -> ImageDataset:
+    if ds.shape[1:] == (channels, size, size):
+        return ds                       # as it is (a mapped dataset stays mapped)
     x = ds.images
     if x.shape[-1] != size or x.shape[-2] != size:
         x = resize_square(x, size)
@@ -204,7 +207,7 @@ def load_domain_pair(domain_a: str, domain_b: str, *, img_size: int = 0, channel
     size = img_size or min(a.img_size, b.img_size)
     ch = channels or max(a.channels, b.channels)
     for d in (a, b):
-        if d.images.shape[-1] != d.images.shape[-2] and not img_size:
+        if d.shape[-1] != d.shape[-2] and not img_size:
             raise DataError(f"domain '{d.name}' has non-square images; pass data.img_size")
     fix = lambda d: None if d is None else _harmonise(d, size, ch)  # noqa: E731
     return DomainPair(fix(a), fix(b), fix(ta), fix(tb), spec_a=str(domain_a), spec_b=str(domain_b))

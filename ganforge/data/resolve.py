@@ -8,7 +8,9 @@ from pathlib import Path
 from ganforge.data.arrays import load_arrays
 from ganforge.data.base import DATASETS, DataError, ImageDataset
 from ganforge.data.folder import load_folder
-from ganforge.data.spec import local_path, parse_spec, path_exists, path_is_dir
+from ganforge.data.spec import (TRAIN_MINUS_VAL, VAL_WORDS, local_path, parse_spec, path_exists,
+                                path_is_dir)
+import torch
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 
@@ -56,6 +58,47 @@ def _path_split(path: Path, split: str) -> Path:
                     f"at the folder you want instead")
 
 
+#: The validation split carved out of a train split: 1/VAL_FRACTION of it, at most VAL_MAX
+#: images (Fashion-MNIST: 5,000 of 60,000), chosen by a permutation with a fixed seed so that
+#: every run, process and version draws the same images.
+VAL_FRACTION = 12
+VAL_MAX = 5000
+VAL_SEED = 20241130
+
+
+def holdout_indices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(val, rest)``: sorted int64 indices into a train split of ``n`` images. ``val`` has
+    ``min(VAL_MAX, max(1, round(n / VAL_FRACTION)))`` images (none when ``n < 2``); ``rest``
+    the others. Deterministic (a CPU ``torch.randperm`` with seed ``VAL_SEED``)."""
+    k = 0 if n < 2 else min(VAL_MAX, max(1, round(n / VAL_FRACTION)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SEED))
+    return perm[:k].sort().values, perm[k:].sort().values
+
+
+def _carve(ds: ImageDataset, split: str, name: str) -> ImageDataset:
+    """The validation images of the train split ``ds`` (``split`` in VAL_WORDS), or the rest
+    (``train-minus-val``)."""
+    val, rest = holdout_indices(len(ds))
+    if len(val) == 0:
+        raise DataError(f"{name}: {len(ds)} image(s) are too few to hold some out as a "
+                        f"validation split; add images or train on split 'train'")
+    return ds.subset(val if split in VAL_WORDS else rest, name=f"{name}:{split}")
+
+
+def _carved(split: str) -> bool:
+    return split in VAL_WORDS or split == TRAIN_MINUS_VAL
+
+
+def _has_own_split(parsed, split: str) -> bool:
+    """True when a folder has a subfolder for the validation split (``val``, ``valid`` or
+    ``validation``); it is then used as it is, and ``train-minus-val`` is the folder itself."""
+    if parsed.named:
+        return False
+    path = local_path(parsed.source)
+    names = VAL_WORDS if split == TRAIN_MINUS_VAL else (split,)
+    return path_is_dir(path) and any(path_is_dir(path / n) for n in names)
+
+
 def load_dataset(spec: str, split: str = "train", *, img_size: int = 0, channels: int = 0,
                  data_dir: str | None = None, strict: bool = False, limit: int = 0,
                  download: bool = True, cache: bool = True) -> ImageDataset:
@@ -74,6 +117,17 @@ def load_dataset(spec: str, split: str = "train", *, img_size: int = 0, channels
     _check_options(img_size, channels, limit)
     spec = str(spec).strip()
     parsed = parse_spec(spec)
+    kw = dict(img_size=img_size, channels=channels, data_dir=data_dir, strict=strict,
+              limit=limit, download=download, cache=cache)
+    want = (parsed.split or split or "train").lower()
+    if _carved(want) and not _has_own_split(parsed, want):
+        # A validation split carved from the train split (ganforge tune scores against it):
+        # ``val`` is a fixed 1/12 of the training images, ``train-minus-val`` the rest.
+        whole = load_dataset(str(parsed.with_split("train")) if parsed.named else parsed.source,
+                             "train", **kw)
+        return _carve(whole, want, parsed.source)
+    if want == TRAIN_MINUS_VAL:        # a folder with its own val/ subfolder: train is the folder
+        split = "train"
     if parsed.named:
         # NAME:WORD where WORD is not a split word: the loader names its splits.
         return DATASETS.get(parsed.source)(split=parsed.split or parsed.cls or split, img_size=img_size,

@@ -21,7 +21,11 @@ from typing import Optional
 from ganforge.data.base import DATASETS, DataError
 
 #: Words read as a split (not a class) right after a dataset name.
-SPLIT_WORDS = ("train", "test", "val", "valid", "validation", "all")
+SPLIT_WORDS = ("train", "test", "val", "valid", "validation", "train-minus-val", "all")
+#: Splits carved out of the train split when a dataset has no validation split of its own
+#: (ganforge/data/resolve.py, :func:`ganforge.data.resolve.holdout_indices`).
+VAL_WORDS = ("val", "valid", "validation")
+TRAIN_MINUS_VAL = "train-minus-val"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,10 @@ The pipeline (DESIGN lesson 7):
    ``pr``     ``precision``, ``recall``       Kynkäänniemi et al. 2019
    ``dc``     ``density``, ``coverage``       Naeem et al. 2020
    ``is``     ``is_mean``, ``is_std``         Salimans et al. 2016 (needs fake class probs)
+   ``hf``     ``hf_ratio``                    high-frequency artefact ratio on the images
+                                              themselves, not features (1 = like the real
+                                              data; :mod:`ganforge.metrics.spectral`;
+                                              Odena et al. 2016, Durall et al. 2020)
    =========  ==============================  ===========================================
 
 Example::
@@ -40,6 +44,7 @@ from ganforge.metrics.fid import fid_from_features, frechet_distance
 from ganforge.metrics.inception_score import inception_score
 from ganforge.metrics.kid import kernel_inception_distance
 from ganforge.metrics.prdc import knn_radii, prdc
+from ganforge.metrics.spectral import SpectralStats, high_frequency_share, hf_ratio, spectral_share
 from ganforge.metrics.stats import FeatureStats
 
 # Importing an extractor module registers it (like ganforge.models).
@@ -51,6 +56,7 @@ __all__ = [
     "EXTRACTORS", "FeatureExtractor", "FIDInceptionV3", "load_inception", "FeatureStats",
     "Extracted", "extract_features", "compute_metrics", "METRICS", "frechet_distance",
     "fid_from_features", "kernel_inception_distance", "inception_score", "prdc", "knn_radii",
+    "SpectralStats", "high_frequency_share", "hf_ratio", "spectral_share",
 ]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -62,8 +68,11 @@ METRICS: Dict[str, Tuple[str, ...]] = {
     "pr": ("precision", "recall"),
     "dc": ("density", "coverage"),
     "is": ("is_mean", "is_std"),
+    "hf": ("hf_ratio",),
 }
-DEFAULT_METRICS = ("fid", "kid", "pr", "dc")
+#: ``hf`` is in the default list: it costs one FFT per image (well under a second for 10,000
+#: 64 px images) and sees what the feature-space metrics miss (checkerboard texture).
+DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "hf")
 
 
 class Extracted(NamedTuple):
@@ -180,20 +189,24 @@ def compute_metrics(real_feats: Optional[ArrayLike], fake_feats: ArrayLike,
                     fake_probs: Optional[ArrayLike] = None,
                     fake_logits: Optional[ArrayLike] = None,
                     real_stats: Union[FeatureStats, Tuple[ArrayLike, ArrayLike], None] = None,
+                    real_hf: Optional[ArrayLike] = None, fake_hf: Optional[ArrayLike] = None,
                     seed: int = 0,
                     kid_subsets: int = 100, kid_subset_size: int = 1000,
                     prdc_k: int = 3, is_splits: int = 10,
                     chunk_size: int = 1024) -> Dict[str, float]:
     """Scores of ``fake_feats`` against ``real_feats`` as a flat ``{name: float}`` dict.
 
-    ``metrics``: names from :data:`METRICS`; default ``fid, kid, pr, dc`` plus ``is`` when
-    ``fake_probs`` (class probabilities) or ``fake_logits`` are given. ``real_stats``
+    ``metrics``: names from :data:`METRICS`; default :data:`DEFAULT_METRICS` (``hf`` only
+    when ``real_hf`` and ``fake_hf`` are given) plus ``is`` when ``fake_probs`` (class
+    probabilities) or ``fake_logits`` are given. ``real_hf``/``fake_hf``: each side's (C,)
+    high-frequency share of the images (:func:`spectral_share`), for ``hf``. ``real_stats``
     (cached reference statistics) replaces ``real_feats`` for FID; KID/PR/DC need the real
     features themselves. ``seed`` fixes the KID subsets; everything else is deterministic.
     """
     if metrics is None:
-        metrics = DEFAULT_METRICS + (("is",) if fake_probs is not None
-                                     or fake_logits is not None else ())
+        metrics = tuple(m for m in DEFAULT_METRICS if m != "hf" or
+                        (real_hf is not None and fake_hf is not None))
+        metrics += (("is",) if fake_probs is not None or fake_logits is not None else ())
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
@@ -217,6 +230,11 @@ def compute_metrics(real_feats: Optional[ArrayLike], fake_feats: ArrayLike,
             out["precision"], out["recall"] = r["precision"], r["recall"]
         if "dc" in metrics:
             out["density"], out["coverage"] = r["density"], r["coverage"]
+    if "hf" in metrics:
+        if real_hf is None or fake_hf is None:
+            raise ValueError("metric 'hf' needs real_hf and fake_hf (spectral_share of each "
+                             "side's images)")
+        out["hf_ratio"] = hf_ratio(torch.as_tensor(real_hf), torch.as_tensor(fake_hf))
     if "is" in metrics:
         # Fewer samples than splits (tiny smoke runs): one sample per split at most.
         if fake_logits is not None:

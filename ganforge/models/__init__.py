@@ -108,3 +108,4 @@ from ganforge.models import mlp, dcgan  # noqa: E402,F401
 from ganforge.models import cyclegan  # noqa: E402,F401  (image-to-image; not in family_names)
 from ganforge.models import conditional  # noqa: E402,F401  (G(z, y), D(x, y): built with n_classes)
 from ganforge.models import resnet  # noqa: E402,F401  (SNGAN-style; its conditional variants too)
+from ganforge.models import r3gan  # noqa: E402,F401  (R3GAN, normalisation-free; conditional too)

@@ -74,9 +74,10 @@ class CondDCGANGenerator(ConditionalGenerator, DCGANGenerator):
     family = "dcgan"
 
     def __init__(self, *, img_size: int, channels: int, n_classes: int, z_dim: int = 100,
-                 width: int = 64, cond: str = "cbn", embed_dim: int = 0):
+                 width: int = 64, cond: str = "cbn", embed_dim: int = 0,
+                 upsample: str = "deconv"):
         super().__init__(img_size=img_size, channels=channels, z_dim=z_dim, width=width,
-                         n_classes=n_classes, cond=cond, embed_dim=embed_dim)
+                         n_classes=n_classes, cond=cond, embed_dim=embed_dim, upsample=upsample)
 
     def _generate(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         return run_blocks(self.blocks, z.reshape(z.shape[0], -1, 1, 1), y)

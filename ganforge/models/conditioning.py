@@ -59,19 +59,36 @@ RECIPES = {
 }
 
 
-def recipe(method: str, g_method: str = "auto") -> Tuple[str, str]:
+def recipe(method: str, g_method: str = "auto",
+           g_methods: Tuple[str, ...] = G_METHODS) -> Tuple[str, str]:
     """(G conditioning, D conditioning) for ``cond.method`` (and an optional G override).
 
     ``method`` is a key of :data:`RECIPES`; ``g_method`` is ``"auto"`` (or ``""``: the
-    recipe's G method) or one of :data:`G_METHODS`. Raises ValueError naming the valid choices
-    for anything else.
+    recipe's G method) or one of :data:`G_METHODS`. ``g_methods`` are the G methods the model
+    family supports (:func:`family_g_methods`; all by default): under ``auto`` a recipe whose
+    G method the family lacks falls back to the family's first (r3gan has no norm layers for
+    ``cbn``, so ``projection`` means concat G + projection D there). Raises ValueError naming
+    the valid choices for anything else, and for an explicit ``g_method`` the family lacks.
     """
     if method not in RECIPES:
         raise ValueError(f"cond.method='{method}': choose one of {', '.join(RECIPES)}")
     g, d = RECIPES[method]
     if g_method not in ("auto", "") and g_method not in G_METHODS:
         raise ValueError(f"cond.g_method='{g_method}': choose auto or one of {', '.join(G_METHODS)}")
-    return (g if g_method in ("auto", "") else g_method), d
+    if g_method in ("auto", ""):
+        return (g if g in g_methods else g_methods[0]), d
+    if g_method not in g_methods:
+        raise ValueError(f"cond.g_method='{g_method}': this model's conditional G supports "
+                         f"{', '.join(g_methods)} only; choose auto or one of those")
+    return g_method, d
+
+
+def family_g_methods(name: str) -> Tuple[str, ...]:
+    """The G conditioning methods of family ``name``'s conditional generator (its class
+    attribute ``g_methods``); :data:`G_METHODS` for a name without one."""
+    if name not in COND_GENERATORS:
+        return G_METHODS
+    return tuple(getattr(COND_GENERATORS.get(name), "g_methods", G_METHODS))
 
 
 def cond_family_names() -> list[str]:
@@ -174,6 +191,10 @@ class ConditionalGenerator:
     - ``_add_label_norms()``: for a base without ``_norm`` (the mlp G has no BatchNorm): add
       conditional BN layers after the base is built (``cbn`` only; default: nothing).
 
+    - ``g_methods`` (class attribute): the methods the family supports, default
+      :data:`G_METHODS`; the first is its choice when ``cond.g_method=auto`` meets a recipe
+      whose G method it lacks (:func:`recipe`).
+
     Attributes set: ``n_classes``, ``cond``, ``z_dim`` (what callers feed), ``embed_dim``
     (e with ``concat``, else 0). Raises ValueError for bad ``n_classes``/``cond``/
     ``embed_dim`` (see :func:`_check_cond`); TypeError for a missing hook: when the class is
@@ -181,6 +202,7 @@ class ConditionalGenerator:
     """
 
     family: str = "?"
+    g_methods: Tuple[str, ...] = G_METHODS
     n_classes: int
     cond: str
 
@@ -190,6 +212,10 @@ class ConditionalGenerator:
             raise TypeError(f"{cls.__name__}: a conditional generator needs _generate(z, y)")
 
     def __init__(self, *, n_classes: int, cond: str, embed_dim: int, z_dim: int, **base):
+        if cond in G_METHODS and cond not in self.g_methods:
+            raise ValueError(f"{self.family} G: cond='{cond}' is not supported by this family; "
+                             f"choose one of {', '.join(self.g_methods)} (cond.g_method=auto "
+                             f"picks it)")
         e = _check_cond(self.family, "G", n_classes, cond, G_METHODS, embed_dim)
         # Plain attributes are allowed before Module.__init__; _norm() reads them while the
         # base class builds its layers.

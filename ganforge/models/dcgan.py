@@ -17,6 +17,17 @@ Discriminator, its mirror image:
 
     ``dropout`` > 0 adds nn.Dropout after each LeakyReLU (off by default, as in the paper).
 
+``upsample`` (G only; the config key ``model.upsample``): ``"deconv"`` (default, the paper's
+stride-2 4x4 transposed convolutions above), or ``"nearest"`` / ``"bilinear"``: each stride-2
+transposed conv becomes a resize-convolution, ``Upsample(x2, mode)`` then ``Conv2d(3x3,
+stride 1, padding 1)`` with the same channels, BN and activation. A 4x4 kernel at stride 2
+overlaps unevenly (every other output pixel gets a different number of taps), which paints a
+period-2 checkerboard on the samples; resizing first and convolving after spreads every
+input pixel evenly (Odena, Dumoulin & Olah 2016, "Deconvolution and Checkerboard
+Artifacts", Distill). The projection from z (1 -> s0) is the same in all three. The spec
+stored with the weights holds ``upsample`` only when it is not ``"deconv"``, so checkpoints
+of the default G are unchanged and rebuild as before.
+
 ``img_size = s0 * 2**n`` with 4 <= s0 <= 7 and n >= 1 strided layers; e.g. 64 = 4*2^4
 (4 -> 8 -> 16 -> 32 -> 64), 32 = 4*2^3, 28 = 7*2^2 (7 -> 14 -> 28). Paper guidelines followed
 (§3): strided convolutions instead of pooling, BN in both nets except G's output and D's input,
@@ -38,6 +49,8 @@ from ganforge.models import DISCRIMINATORS, GENERATORS
 from ganforge.models.layers import DotHead2d, FoldTranspose2d, ProjectTranspose2d
 
 MIN_S0, MAX_S0 = 4, 7
+#: G's ways to double the resolution (``model.upsample``)
+UPSAMPLE_MODES = ("deconv", "nearest", "bilinear")
 
 
 def supported_sizes(limit: int = 256) -> list[int]:
@@ -94,11 +107,16 @@ def init_dcgan_(module: nn.Module) -> None:
 class DCGANGenerator(nn.Module):
     """DCGAN generator (Radford et al. 2015): 1x1 noise -> transposed convs with BN+ReLU -> tanh."""
 
-    def __init__(self, *, img_size: int, channels: int, z_dim: int = 100, width: int = 64):
+    def __init__(self, *, img_size: int, channels: int, z_dim: int = 100, width: int = 64,
+                 upsample: str = "deconv"):
         super().__init__()
         _check(channels, width)
         if not isinstance(z_dim, int) or z_dim < 1:
             raise ValueError(f"dcgan: z_dim={z_dim!r} must be a positive integer")
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"dcgan: upsample={upsample!r} is not one of "
+                             f"{', '.join(UPSAMPLE_MODES)}")
+        self.upsample = upsample
         self.s0, self.n_up = plan(img_size)
         self.img_size, self.channels, self.z_dim, self.width = img_size, channels, z_dim, width
         self.in_channels = z_dim
@@ -108,15 +126,24 @@ class DCGANGenerator(nn.Module):
             self._norm(chs[0]), nn.ReLU(inplace=True))]
         for c_in, c_out in zip(chs[:-1], chs[1:]):
             blocks.append(nn.Sequential(
-                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
-                self._norm(c_out), nn.ReLU(inplace=True)))
+                *self._up(c_in, c_out, bias=False), self._norm(c_out), nn.ReLU(inplace=True)))
         blocks.append(nn.Sequential(  # output layer: no BN (paper §3), tanh into [-1, 1]
-            FoldTranspose2d(chs[-1], channels, 4, 2, 1, bias=True), nn.Tanh()))
+            *self._up(chs[-1], channels, bias=True, out=True), nn.Tanh()))
         self.blocks = nn.ModuleList(blocks)
         init_dcgan_(self)
 
     def _norm(self, num_channels: int) -> nn.Module:
         return nn.BatchNorm2d(num_channels)
+
+    def _up(self, c_in: int, c_out: int, *, bias: bool, out: bool = False) -> list[nn.Module]:
+        """The layers that double the resolution: a stride-2 4x4 transposed conv, or a resize
+        then a 3x3 conv (``upsample``; see the module docstring)."""
+        if self.upsample == "deconv":
+            cls = FoldTranspose2d if out else nn.ConvTranspose2d
+            return [cls(c_in, c_out, 4, 2, 1, bias=bias)]
+        up = nn.Upsample(scale_factor=2, mode=self.upsample,
+                         **({"align_corners": False} if self.upsample == "bilinear" else {}))
+        return [up, nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias)]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = z.reshape(z.shape[0], -1, 1, 1)

@@ -1,16 +1,18 @@
 """Regularisers of the discriminator, as pure functions of tensors (no config, no state).
 
-- :func:`r1_penalty` — Mescheder et al. 2018, "Which Training Methods for GANs do actually
-  Converge?", eq. 9: penalise D's input gradient on real data.
+- :func:`r1_penalty`, :func:`r2_penalty` — Mescheder et al. 2018, "Which Training Methods
+  for GANs do actually Converge?", eq. 9 and 10: penalise D's input gradient on real (R1) or
+  generated (R2) data; both are :func:`zero_centered_penalty` on their batch. R1 + R2 together
+  with the RpGAN loss is R3GAN's objective (Huang et al. 2024, eq. 5).
 - :func:`gradient_penalty` — Gulrajani et al. 2017, "Improved Training of Wasserstein GANs",
   eq. 3: push the critic's input-gradient norm to 1 between real and fake samples.
 - :func:`instance_noise_std`, :func:`add_instance_noise` — instance noise (Sønderby et al.
   2016; Arjovsky & Bottou 2017, §3): Gaussian noise on D's inputs, annealed to zero.
 
-The penalties return the bare expectation; the weight (gamma / 2 for R1, lambda for the gradient
-penalty) and lazy application (every k steps, scaled by k, as in StyleGAN2) are the caller's.
-Both build the graph of the input gradient (``create_graph=True``), so ``backward()`` on the
-result reaches D's parameters through a double backward.
+The penalties return the bare expectation; the weight (gamma / 2 for R1 and R2, lambda for the
+gradient penalty) and lazy application (every k steps, scaled by k, as in StyleGAN2) are the
+caller's. All build the graph of the input gradient (``create_graph=True``), so ``backward()``
+on the result reaches D's parameters through a double backward.
 """
 from __future__ import annotations
 
@@ -24,6 +26,38 @@ def _per_sample_sq_norm(grad: torch.Tensor) -> torch.Tensor:
     return grad.float().square().reshape(grad.shape[0], -1).sum(1)
 
 
+def zero_centered_penalty(logits: torch.Tensor, images: torch.Tensor, name: str = "penalty"
+                          ) -> torch.Tensor:
+    """E_x[ ||grad_x D(x)||^2 ] over the batch ``images`` (real for R1, generated for R2), with
+    ``logits = D(images)``: the zero-centred gradient penalty of Mescheder et al. 2018 (eq. 9-10)
+    without its factor; the caller adds ``gamma / 2 * ...`` to D's loss.
+
+    ``images`` must have ``requires_grad=True`` *before* ``logits = D(images)`` is computed
+    (D may see them through differentiable ops: augmentation, noise, a concatenation with
+    another batch). The gradient taken is that of ``logits.sum()`` (in float32): each image's
+    logits depend only on that image (no BatchNorm across the batch), so this gives every
+    image's own gradient in one backward. For a PatchGAN map (N, 1, h, w) the per-image output
+    is the *sum* of its patch logits, so the penalty grows with the number of patches; choose
+    gamma accordingly. The squared norm runs over all of an image's dimensions (C, H, W).
+    Returns a 0-dim float32 tensor that is differentiable w.r.t. D's parameters. ``name``
+    (r1_penalty, r2_penalty) prefixes the ValueErrors raised for an ``images`` that does not
+    require grad, a batch-size mismatch, or logits that do not depend on ``images``.
+    """
+    if not images.requires_grad:
+        raise ValueError(f"{name}: the images do not require grad, so D's gradient with respect "
+                         f"to them cannot be taken; call images.requires_grad_(True) before "
+                         f"computing logits = D(images)")
+    if logits.shape[0] != images.shape[0]:
+        raise ValueError(f"{name}: the logits have batch size {logits.shape[0]} but the images "
+                         f"have {images.shape[0]}; pass D's logits on those images")
+    (grad,) = torch.autograd.grad(logits.float().sum(), images,
+                                  create_graph=True, allow_unused=True)
+    if grad is None:
+        raise ValueError(f"{name}: the logits do not depend on the images; compute them as "
+                         f"D(images) from the very tensor passed here")
+    return _per_sample_sq_norm(grad).mean()
+
+
 def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
     """E_x[ ||grad_x D(x)||^2 ] over the real batch (Mescheder et al. 2018, eq. 9, without its
     factor): the caller adds ``gamma / 2 * r1_penalty(...)`` to D's loss.
@@ -32,27 +66,24 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     gradient dynamics locally convergent near the equilibrium (the paper's convergence result
     for R1 and R2), where unregularised GANs may circle it.
 
-    ``real_images`` must have ``requires_grad=True`` *before* ``real_logits = D(real_images)``
-    is computed. The gradient taken is that of ``real_logits.sum()`` (in float32): each image's
-    logits depend only on that image (no BatchNorm across the batch), so this gives every
-    image's own gradient in one backward. For a PatchGAN map (N, 1, h, w) the per-image output
-    is the *sum* of its patch logits, so the penalty grows with the number of patches; choose
-    gamma accordingly. The squared norm runs over all of an image's dimensions (C, H, W).
-    Returns a 0-dim float32 tensor that is differentiable w.r.t. D's parameters.
+    ``real_images`` must have ``requires_grad=True`` before ``real_logits = D(real_images)``;
+    the rules, shapes and errors are :func:`zero_centered_penalty`'s.
     """
-    if not real_images.requires_grad:
-        raise ValueError("r1_penalty: real_images does not require grad, so D's gradient with "
-                         "respect to them cannot be taken; call real_images.requires_grad_(True) "
-                         "before computing real_logits = D(real_images)")
-    if real_logits.shape[0] != real_images.shape[0]:
-        raise ValueError(f"r1_penalty: real_logits has batch size {real_logits.shape[0]} but "
-                         f"real_images has {real_images.shape[0]}; pass D's logits on those images")
-    (grad,) = torch.autograd.grad(real_logits.float().sum(), real_images,
-                                  create_graph=True, allow_unused=True)
-    if grad is None:
-        raise ValueError("r1_penalty: real_logits do not depend on real_images; compute them as "
-                         "D(real_images) from the very tensor passed here")
-    return _per_sample_sq_norm(grad).mean()
+    return zero_centered_penalty(real_logits, real_images, "r1_penalty")
+
+
+def r2_penalty(fake_logits: torch.Tensor, fake_images: torch.Tensor) -> torch.Tensor:
+    """E_z[ ||grad_x D(x)|_{x = G(z)}||^2 ] over the generated batch (Mescheder et al. 2018,
+    eq. 10, without its factor): the caller adds ``gamma / 2 * r2_penalty(...)`` to D's loss.
+
+    R2 flattens D on the generated distribution, as R1 does on the data. R3GAN (Huang et al.
+    2024, §2.2) shows that with the RpGAN loss R1 alone still lets training diverge, and that R1
+    and R2 together (the same gamma on both) make it stable; its objective, eq. 5, is
+    ``RpGAN + gamma/2 (R1 + R2)``. ``fake_images`` are G's samples *detached* from G and then
+    marked ``requires_grad=True`` before ``fake_logits = D(fake_images)`` (the penalty trains D
+    only); the rules, shapes and errors are :func:`zero_centered_penalty`'s.
+    """
+    return zero_centered_penalty(fake_logits, fake_images, "r2_penalty")
 
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,

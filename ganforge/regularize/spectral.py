@@ -51,12 +51,18 @@ def is_spectral_normed(layer: nn.Module) -> bool:
 def apply_spectral_norm(module: nn.Module, n_power_iterations: int = 1) -> nn.Module:
     """Spectrally normalise every conv, transposed conv, Linear and Embedding in ``module``
     (in place; returns ``module``). Layers already normalised are left alone, and conditional
-    BN's gain/bias tables are skipped (see :func:`_exempt`). One power iteration per forward,
-    as in the paper."""
+    BN's gain/bias tables are skipped (see :func:`_exempt`). A layer with a
+    ``prepare_spectral_norm_()`` method has it called first (R3GAN's zero-initialised convs
+    take a non-zero init there). One power iteration per forward, as in the paper."""
     skip = _exempt(module)
     layers = [m for m in module.modules()
               if isinstance(m, SN_TYPES) and id(m) not in skip and not is_spectral_normed(m)]
     for m in layers:   # collected first: parametrising changes the modules being walked
+        # A layer may ready its weight first: a zero-initialised one (R3GAN's residual
+        # branches) has sigma = 0, and W / sigma would be 0/0 (NaN).
+        prepare = getattr(m, "prepare_spectral_norm_", None)
+        if callable(prepare):
+            prepare()
         # dim=None: torch picks 1 for transposed convs (weight in x out x k x k), else 0.
         spectral_norm(m, n_power_iterations=n_power_iterations)
     return module

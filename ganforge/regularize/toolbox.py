@@ -1,18 +1,23 @@
 """What the config switches on around a discriminator, in one object every task uses.
 
-A task (gan, conditional, cyclegan) owns one :class:`DToolbox` per run and calls it at three
+A task (gan, conditional, cyclegan) owns one :class:`DToolbox` per run and calls it at four
 points of its D and G losses; nothing else in the task changes with the regularisers:
 
 * ``real = tb.real(batch_images)`` at the start of a D step: marks the real batch for the
-  input gradient when lazy R1 is due this step;
+  input gradient when lazy R1 is due this step (and decides whether R1/R2 are due);
+* ``fake = tb.fake(generated)`` on the (detached) generated batch of that D step, after
+  ``tb.real``: marks it for the input gradient when lazy R2 is due; D must then see *this*
+  tensor (through ``view``, a concatenation with the reals, ...), not another copy;
 * ``tb.view(x)`` on every batch D sees, real and fake, in D's *and* G's phase: instance noise
   (annealed to 0) then differentiable augmentation (DiffAugment policy; ADA's adaptive p).
   Augmenting in both phases is what makes it safe: G is trained through the same transform D
   sees, so the transform does not leak into the samples (Zhao et al. 2020, §3);
 * ``extra, logs = tb.d_extra(real, real_logits, fake, critic)`` after D's adversarial loss:
-  the R1 term ``gamma/2 * E||grad D(x)||^2`` every ``r1_every`` D steps scaled by
-  ``r1_every`` (StyleGAN2's lazy regularisation), the WGAN-GP term, ADA's bookkeeping, and
-  D's accuracy (for the divergence guard).
+  the R1 term ``gamma/2 * E||grad D(x)||^2`` on real data and the R2 term (the same on the
+  generated batch, ``reg.r2``'s gamma) every ``r1_every`` D steps scaled by ``r1_every``
+  (StyleGAN2's lazy regularisation; one interval for both, so R3GAN's R1 + R2 fall on the
+  same steps), the WGAN-GP term, ADA's bookkeeping, and D's accuracy (for the divergence
+  guard). Logged as ``r1`` and ``r2`` (the bare expectations) on the steps that compute them.
 
 State (D-step counter, augmentation RNG, ADA's p) is checkpointed through the task.
 """
@@ -37,12 +42,15 @@ def has_batchnorm(module: nn.Module) -> bool:
 class DToolbox:
     def __init__(self, cfg, *, device: torch.device, seed: int, dist: DistInfo = SINGLE):
         r, a = cfg.reg, cfg.aug
-        for key, v in (("reg.r1", r.r1), ("reg.gp", r.gp), ("reg.instance_noise", r.instance_noise)):
+        for key, v in (("reg.r1", r.r1), ("reg.r2", r.r2), ("reg.gp", r.gp),
+                       ("reg.instance_noise", r.instance_noise)):
             if v < 0:
                 raise ConfigError(f"{key}={v}: must be >= 0 (0 switches it off)")
         if r.r1_every < 1:
-            raise ConfigError(f"reg.r1_every={r.r1_every}: must be >= 1 (1: R1 on every D step)")
+            raise ConfigError(f"reg.r1_every={r.r1_every}: must be >= 1 (1: R1 and R2 on every "
+                              f"D step)")
         self.r1_gamma, self.r1_every = float(r.r1), int(r.r1_every)
+        self.r2_gamma = float(r.r2)
         self.gp = float(r.gp)
         self.noise0, self.noise_steps = float(r.instance_noise), int(r.instance_noise_steps)
         self.total_steps = 0          # the run's length, for the default noise anneal
@@ -64,6 +72,7 @@ class DToolbox:
                 raise ConfigError(f"aug: {e}") from None
         self.noise_gen = torch.Generator(device=device).manual_seed(seed + 13 + dist.rank)
         self._r1_due = False
+        self._r2_due = False
 
     def check_discriminator(self, D: nn.Module, name: str = "D") -> None:
         """The gradient penalty is defined per sample; BatchNorm couples the samples of a batch
@@ -91,9 +100,20 @@ class DToolbox:
         return x
 
     def real(self, x: torch.Tensor) -> torch.Tensor:
-        """The real batch of a D step; requires grad when this step computes R1."""
-        self._r1_due = self.r1_gamma > 0 and self.d_steps % self.r1_every == 0
+        """The real batch of a D step; requires grad when this step computes R1. Called first
+        in every D step: it decides whether the lazy R1 and R2 terms are due this step."""
+        due = self.d_steps % self.r1_every == 0
+        self._r1_due = self.r1_gamma > 0 and due
+        self._r2_due = self.r2_gamma > 0 and due
         if self._r1_due:
+            x = x.detach().requires_grad_(True)
+        return x
+
+    def fake(self, x: torch.Tensor) -> torch.Tensor:
+        """The generated batch of a D step (call after :meth:`real`): a detached copy that
+        requires grad when this step computes R2, else ``x`` itself (unchanged, so reg.r2=0
+        changes nothing). Pass what this returns to D and to :meth:`d_extra`."""
+        if self._r2_due:
             x = x.detach().requires_grad_(True)
         return x
 
@@ -102,15 +122,24 @@ class DToolbox:
                 fake_logits: torch.Tensor, critic: Callable[[torch.Tensor], torch.Tensor]
                 ) -> Tuple[Optional[torch.Tensor], Dict[str, torch.Tensor]]:
         """Penalties to add to D's loss this step (None: nothing) and statistics to log.
-        ``real`` is what :meth:`real` returned; ``real_logits`` are D's logits on
-        ``view(real)``; ``critic`` maps images to D's logits (``lambda x: D(x, y)`` when
-        conditional)."""
+        ``real`` and ``fake`` are what :meth:`real` and :meth:`fake` returned; ``real_logits``
+        and ``fake_logits`` are D's logits on ``view(real)`` and ``view(fake)``; ``critic``
+        maps images to D's logits (``lambda x: D(x, y)`` when conditional). Raises
+        RuntimeError when R2 is due and ``fake`` does not come from :meth:`fake`."""
         logs: Dict[str, torch.Tensor] = {"acc_D": d_accuracy(real_logits, fake_logits)}
         extra = None
         if self._r1_due:
             r1 = penalties.r1_penalty(real_logits, real)
             extra = (0.5 * self.r1_gamma * self.r1_every) * r1
             logs["r1"] = r1.detach()
+        if self._r2_due:
+            if not fake.requires_grad:
+                raise RuntimeError("reg.r2: the generated batch D saw does not require grad; the "
+                                   "task must pass it through DToolbox.fake() before D sees it")
+            r2 = penalties.r2_penalty(fake_logits, fake)
+            term = (0.5 * self.r2_gamma * self.r1_every) * r2
+            extra = term if extra is None else extra + term
+            logs["r2"] = r2.detach()
         if self.gp > 0:
             gp = penalties.gradient_penalty(critic, real.detach(), fake.detach())
             extra = self.gp * gp if extra is None else extra + self.gp * gp

@@ -41,6 +41,8 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path,
             groups["FID (lower is better)"] = ["fid"]
         if "kid_mean" in keys:
             groups["KID (lower is better)"] = ["kid_mean"]
+        if "hf_ratio" in keys:       # ganforge/metrics/spectral.py
+            groups["high-frequency artefact ratio (1 = like the real data)"] = ["hf_ratio"]
     groups = {k: v for k, v in groups.items() if v}
     if not groups:        # e.g. only rollback rows so far: nothing to draw yet
         return False

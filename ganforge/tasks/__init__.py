@@ -99,6 +99,10 @@ class Task:
     config_section: ClassVar[Optional[str]] = None
     #: the use-time face: how a trained run of this task is used (set by each task module)
     trained_class: ClassVar[type] = None  # type: ignore[assignment]
+    #: True when the task trains ``model.*`` networks on the one dataset of ``cfg.data``, so
+    #: that unset size/batch/aid keys may be chosen from a folder's images
+    #: (ganforge/data/auto.py); False for a task with data and networks of its own (CycleGAN)
+    data_defaults: ClassVar[bool] = True
 
     def __init__(self, cfg: Config, *, img_size: int, channels: int, device: torch.device,
                  n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE) -> None:
@@ -135,9 +139,9 @@ class Task:
 
     @classmethod
     def describe_data(cls, data) -> DataInfo:
-        n, c, h, _ = data.images.shape
+        n, c, h, _ = data.shape
         return DataInfo(name=data.name, n_images=n, channels=c, img_size=h,
-                        nbytes=data.images.numel(), class_names=data.class_names)
+                        nbytes=data.nbytes, class_names=data.class_names)
 
     @classmethod
     def loader_class(cls, cfg) -> type:
@@ -147,9 +151,10 @@ class Task:
     @classmethod
     def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
         t = cfg.train
-        return cls.loader_class(cfg)(data.images, data.labels, batch_size=t.batch_size, seed=t.seed,
-                                     device=device, channels_last=t.channels_last, rank=rank,
-                                     world_size=world_size)
+        # base_images + index: a subset of a memory-mapped dataset stays a view of the map
+        return cls.loader_class(cfg)(data.base_images, data.labels, batch_size=t.batch_size,
+                                     seed=t.seed, device=device, channels_last=t.channels_last,
+                                     rank=rank, world_size=world_size, index=data.index)
 
     @classmethod
     def run_label(cls, cfg) -> str:

@@ -65,10 +65,10 @@ from ganforge.errors import EvalError, UserError
 from ganforge.losses import LOSSES, d_prob
 from ganforge.metrics.conditional import class_index_map, conditional_scores
 from ganforge.metrics.domain import load_evaluator
-from ganforge.models.conditioning import recipe
+from ganforge.models.conditioning import family_g_methods, recipe
 from ganforge.report.images import make_grid
 from ganforge.tasks import TASKS, Batch, DataInfo, EvalRequest
-from ganforge.tasks.gan import GANTask, NoiseModel, build_d, generate
+from ganforge.tasks.gan import GANTask, NoiseModel, build_d, g_options, generate
 from ganforge.data.balanced import BalancedBatchLoader
 from ganforge.data.balanced import class_counts
 
@@ -86,7 +86,8 @@ def mismatched_labels(y: torch.Tensor, n_classes: int, generator: torch.Generato
 def fake_half(objective, logits: torch.Tensor) -> torch.Tensor:
     """The "fake" half ``B`` of ``objective.d_loss = A(real) + B(fake)``: what D minimises on a
     negative (each loss's ``d_fake``; e.g. ``softplus(l)`` for the log losses, ``l^2`` for
-    least squares). The relativistic loss compares real with fake and has no such half."""
+    least squares). The relativistic losses (relativistic, rpgan) compare real with fake and
+    have no such half."""
     own = getattr(objective, "d_fake", None)
     if callable(own):
         return own(logits)
@@ -257,7 +258,7 @@ class ConditionalGANTask(GANTask):
         super().check_config(cfg)
         c = cfg.cond
         try:
-            _, d_cond = recipe(c.method, c.g_method)
+            _, d_cond = recipe(c.method, c.g_method, family_g_methods(cfg.model.name))
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if c.balance and c.class_weights != "none":
@@ -265,8 +266,9 @@ class ConditionalGANTask(GANTask):
                               "imbalance (resampling vs loss weights); choose one")
         if c.class_weights != "none" and LOSSES.get(cfg.train.loss).g_needs_real:
             raise ConfigError(f"cond.class_weights={c.class_weights} weights each real image's loss, "
-                              f"but train.loss={cfg.train.loss} compares each image with the batch "
-                              f"average; use cond.balance instead, or another loss")
+                              f"but train.loss={cfg.train.loss} compares real images with fakes "
+                              f"(the batch average, or the paired fake); use cond.balance instead, "
+                              f"or another loss")
         if c.matching_weight > 0 and d_cond == "acgan":
             raise ConfigError("cond.matching_weight needs a D whose real/fake score sees the "
                               "label (concat, cbn or projection); AC-GAN's does not")
@@ -307,7 +309,7 @@ class ConditionalGANTask(GANTask):
             raise DataError(f"--task conditional needs labeled data with at least 2 classes "
                             f"(got {n_classes})")
         self.check_config(cfg)
-        self.g_cond, self.d_cond = recipe(c.method, c.g_method)
+        self.g_cond, self.d_cond = recipe(c.method, c.g_method, family_g_methods(cfg.model.name))
         self.n_classes = n_classes
         super().__init__(cfg, img_size=img_size, channels=channels, device=device,
                          n_classes=n_classes, seed=seed, dist=dist)
@@ -329,7 +331,7 @@ class ConditionalGANTask(GANTask):
         m, c = self.cfg.model, self.cfg.cond
         G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim,
                          width=m.g_width, n_classes=n_classes, cond=self.g_cond,
-                         embed_dim=c.embed_dim)
+                         embed_dim=c.embed_dim, **g_options(self.cfg))
         D = build_d(self.cfg, m.name, img_size=img_size, channels=channels, width=m.d_width,
                     n_classes=n_classes, cond=self.d_cond, embed_dim=c.embed_dim)
         return G, D
@@ -381,6 +383,7 @@ class ConditionalGANTask(GANTask):
         else:
             with torch.no_grad():
                 fake_in = self.G(z, yf)
+        fake_in = tb.fake(fake_in)               # requires grad when lazy R2 is due
         real_v, fake_v = tb.view(real), tb.view(fake_in)
         real_logits, real_cls = self.D(real_v, y, with_classes=True)
         fake_logits, fake_cls = self.D(fake_v, yf, with_classes=True)
@@ -423,7 +426,7 @@ class ConditionalGANTask(GANTask):
         tb = self.toolbox
         logits, cls = self.D(tb.view(fake), yf, with_classes=True)
         real_logits = None
-        if self.objective.g_needs_real:      # relativistic: compare with D on real data
+        if self.objective.g_needs_real:      # relativistic, rpgan: compare with D on real data
             with torch.no_grad():
                 real_logits = self.D(tb.view(batch[0]), batch[1])
         loss = self.objective.g_loss(logits, real_logits)

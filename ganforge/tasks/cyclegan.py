@@ -21,7 +21,8 @@ Objective (paper eq. 3 plus the identity term of §5.2, weights as in the author
 with ``|.|_1`` the mean absolute error per pixel in [-1, 1] units, lambda_cyc = 10 and
 lambda_id = 0.5 by default. ``L_GAN`` is ``cyclegan.adv_loss``: least squares by default
 (paper §4: G minimises E[(D(G(x)) - 1)^2], D minimises E[(D(y) - 1)^2] + E[D(G(x))^2]), or
-any registered loss (``nonsaturating``). Each D loss is halved, as in the paper ("we divide
+any registered loss (``nonsaturating``; the relativistic ones, ``relativistic`` and ``rpgan``,
+also run each D on the batch's real images of its domain in the G phase). Each D loss is halved, as in the paper ("we divide
 the objective by 2 while optimizing D"), and D sees generated images through a 50-image
 history pool (:mod:`ganforge.regularize.image_pool`).
 
@@ -39,6 +40,12 @@ Logged: ``loss_G`` (the whole L_G), ``loss_G_adv`` (its two adversarial terms),
 ``loss_cycle`` and ``loss_identity`` (the *unweighted* L1 sums of eq. 2 and of the identity
 term; halve them for the mean per direction), ``loss_D_X``, ``loss_D_Y`` (halved, as
 optimised).
+
+Networks: ``cyclegan.generator`` is an image-to-image G (``cyclegan-resnet``);
+``cyclegan.discriminator`` is ``patchgan`` (a map of patch logits, paper §4) or the
+discriminator of a BatchNorm-free noise-to-image family (``r3gan``, ``resnet``, ``mlp``), which
+judges the whole image with one logit (built at the task's size with ``model.d_width``;
+``cyclegan.d_layers`` does not apply to it).
 
 Settings live in the ``cyclegan`` config section (domains, lambdas, networks, pool, jitter);
 the generator and discriminator widths are ``model.g_width`` and ``model.d_width`` (the
@@ -64,7 +71,7 @@ from ganforge.errors import EvalError
 from ganforge.metrics.domain import load_evaluator
 from ganforge.metrics.fid import fid_from_features
 from ganforge.regularize.image_pool import ImagePool
-from ganforge.regularize.toolbox import DToolbox
+from ganforge.regularize.toolbox import DToolbox, has_batchnorm
 from ganforge.report.images import stack_bands, triplet_grid
 from ganforge.tasks import TASKS, Batch, DataInfo, EvalRequest, Phase, Task, TrainedModel
 from ganforge.tasks.gan import build_d, build_objective
@@ -284,6 +291,7 @@ def format_translation(scores: Dict[str, float]) -> str:
 @TASKS.register("cyclegan", help="CycleGAN: unpaired image-to-image translation between "
                                  "two domains (--domain-a, --domain-b)")
 class CycleGANTask(Task):
+    data_defaults = False    # its own two domains and networks (cyclegan.*)
     generators = ("G_AB", "G_BA")
     discriminators = ("D_A", "D_B")
     progress_keys = ("loss_D_X", "loss_D_Y", "loss_G", "loss_cycle", "loss_identity")
@@ -336,28 +344,30 @@ class CycleGANTask(Task):
                 raise ConfigError(f"cyclegan.{key}={v}: must be >= 0")
         self.lambda_cyc, self.lambda_id = float(c.lambda_cyc), float(c.lambda_id)
         gkw = dict(img_size=img_size, channels=channels, width=m.g_width, n_blocks=c.n_blocks)
-        dkw = dict(img_size=img_size, channels=channels, width=m.d_width, n_layers=c.d_layers)
-        for kind, name in (("G", c.generator), ("D", c.discriminator)):
-            reg = models.GENERATORS if kind == "G" else models.DISCRIMINATORS
-            if name in reg and not models.is_image_to_image(name):
-                raise ConfigError(f"cyclegan.{'generator' if kind == 'G' else 'discriminator'}="
-                                  f"'{name}' is a noise-to-image network; use an "
-                                  f"image-to-image one (cyclegan-resnet / patchgan)")
+        dkw = dict(img_size=img_size, channels=channels, width=m.d_width)
+        if models.is_image_to_image(c.discriminator):
+            dkw["n_layers"] = c.d_layers     # a patch D; a whole-image D (r3gan, ...) has no layers knob
+        if c.generator in models.GENERATORS and not models.is_image_to_image(c.generator):
+            raise ConfigError(f"cyclegan.generator='{c.generator}' is a noise-to-image network; "
+                              f"use an image-to-image one (cyclegan-resnet)")
         self.modules = {
             "G_AB": models.build("G", c.generator, **gkw).to(device),      # paper G: X -> Y
             "G_BA": models.build("G", c.generator, **gkw).to(device),      # paper F: Y -> X
             "D_A": build_d(cfg, c.discriminator, **dkw).to(device),        # paper D_X
             "D_B": build_d(cfg, c.discriminator, **dkw).to(device),        # paper D_Y
         }
+        for d in self.discriminators:
+            if has_batchnorm(self.modules[d]):
+                # D sees its real and fake batch stacked (run_stacked): batch statistics would mix them
+                raise ConfigError(f"cyclegan.discriminator='{c.discriminator}' has BatchNorm, which "
+                                  f"would mix the real and generated images D judges together; use "
+                                  f"patchgan or a BatchNorm-free whole-image D (r3gan, resnet, mlp)")
         self.objective = build_objective(c.adv_loss, cfg.reg.label_smoothing, key="cyclegan.adv_loss")
         # One toolbox per discriminator: each has its own augmentation stream and ADA p.
         self.toolboxes = {d: DToolbox(cfg, device=device, seed=seed + 100 * k, dist=dist)
                           for k, d in enumerate(self.discriminators)}
         for d, tb in self.toolboxes.items():
             tb.check_discriminator(self.modules[d], d)
-        if self.objective.g_needs_real:
-            raise ConfigError(f"cyclegan.adv_loss='{c.adv_loss}' needs D on real data in the "
-                              f"G phase, which this task does not do; use lsgan or nonsaturating")
         self.pool_a = ImagePool(c.pool_size, seed=seed + 3)   # fakes of domain A, for D_A
         self.pool_b = ImagePool(c.pool_size, seed=seed + 4)   # fakes of domain B, for D_B
         self._fake_a: Optional[torch.Tensor] = None
@@ -403,9 +413,8 @@ class CycleGANTask(Task):
             fake_b, fake_a = self.G_AB(real_a), self.G_BA(real_b)
         rec_a = self.G_BA(fake_b)            # F(G(x))
         rec_b = self.G_AB(fake_a)            # G(F(y))
-        tb = self.toolboxes
-        adv = (self.objective.g_loss(self.D_B(tb["D_B"].view(fake_b)))
-               + self.objective.g_loss(self.D_A(tb["D_A"].view(fake_a))))
+        adv = (self._g_adv("D_B", fake_b, real_b)       # G fools D_Y with G(x)
+               + self._g_adv("D_A", fake_a, real_a))     # F fools D_X with F(y)
         cycle = cycle_l1(rec_a, real_a) + cycle_l1(rec_b, real_b)
         loss = adv + self.lambda_cyc * cycle
         logs = {"loss_G_adv": adv.detach(), "loss_cycle": cycle.detach()}
@@ -416,6 +425,18 @@ class CycleGANTask(Task):
         logs["loss_G"] = loss.detach()
         self._fake_a, self._fake_b = fake_a.detach(), fake_b.detach()
         return loss, logs
+
+    def _g_adv(self, d: str, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The adversarial loss of the generator whose fakes ``d`` judges. A loss that compares
+        with real data (``g_needs_real``: relativistic, rpgan) also gets ``d``'s logits on the
+        batch's real images of that domain (no gradient: they are G's reference, not its
+        output; with rpgan the i-th fake is paired with the i-th real of the batch)."""
+        tb, D = self.toolboxes[d], self.modules[d]
+        real_logits = None
+        if self.objective.g_needs_real:
+            with torch.no_grad():
+                real_logits = D(tb.view(real))
+        return self.objective.g_loss(D(tb.view(fake)), real_logits)
 
     def discriminator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor
                              ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -429,6 +450,7 @@ class CycleGANTask(Task):
         for d, key, real, fake in (("D_A", "loss_D_X", real_a, fake_a), ("D_B", "loss_D_Y", real_b, fake_b)):
             tb, D = self.toolboxes[d], self.modules[d]
             real = tb.real(real)
+            fake = tb.fake(fake)                 # requires grad when lazy R2 is due
             real_logits, fake_logits = run_stacked(D, tb.view(real), tb.view(fake))
             # The paper's ½: "we divide the objective by 2 while optimizing D".
             loss = 0.5 * self.objective.d_loss(real_logits, fake_logits)

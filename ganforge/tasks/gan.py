@@ -11,12 +11,14 @@ parameters, so D's weight gradients are never computed in the G phase.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
 from ganforge import models, scoring
 from ganforge.config import ConfigError
+from ganforge.data import DataError
 from ganforge.distributed import SINGLE, DistInfo, local_slice
 from ganforge.errors import UserError
 from ganforge.latent import check_truncation, truncate_
@@ -127,14 +129,27 @@ class NoiseModel(TrainedModel):
         spec = info.data
         ex = scoring.get_extractor(req.extractor, data_spec=spec, img_size=info.img_size,
                                    weights=req.weights, device=req.device)
-        real = scoring.real_features(ex, spec, req.split, img_size=info.img_size,
-                                     channels=info.channels, n=req.n,
-                                     data_dir=req.data_dir or info.data_dir, progress=req.progress)
+        opts = dict(img_size=info.img_size, channels=info.channels, n=req.n,
+                    data_dir=req.data_dir or info.data_dir, progress=req.progress)
+        split = req.split
+        try:
+            real = scoring.real_features(ex, spec, split, **opts)
+        except DataError:
+            if split != "test":
+                raise
+            split = "train"        # a dataset with one split (emoji, a plain folder)
+            real = scoring.real_features(ex, spec, split, **opts)
         scores = scoring.score_images(self.eval_batches(req.n, req.seed), ex, real,
                                       metrics=req.metrics, seed=req.seed)
         return {"step": info.step, "extractor": ex.name, "generator": info.modules.get("G", "G"),
-                "real": f"{real['data']} ({req.split})", "n_real": real["n"], "n_fake": req.n,
+                "real": f"{real['data']} ({split})", "n_real": real["n"], "n_fake": req.n,
                 **scores}
+
+
+def g_options(cfg) -> Dict[str, Any]:
+    """G's constructor options beyond the common ones: ``upsample`` when ``model.upsample``
+    is not the default ``deconv`` (so the stored spec of a default G is unchanged)."""
+    return {"upsample": cfg.model.upsample} if cfg.model.upsample != "deconv" else {}
 
 
 @TASKS.register("gan", help="unconditional GAN: G(z) vs D(x)")
@@ -165,10 +180,21 @@ class GANTask(Task):
                                                  torch.nn.modules.instancenorm._InstanceNorm))
                                 for mod in D.modules())
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Also: ``model.upsample`` other than deconv needs a family whose G has it."""
+        super().check_config(cfg)
+        m = cfg.model
+        if m.upsample != "deconv" and "upsample" not in inspect.signature(
+                models.GENERATORS.get(m.name)).parameters:
+            raise ConfigError(f"model.upsample={m.upsample}: the {m.name} generator has no "
+                              f"upsampling choice; use --model dcgan, or drop the key")
+
     def build_networks(self, *, img_size: int, channels: int, n_classes: int):
         """(G, D) for this task; the conditional task overrides this with G(z, y), D(x, y)."""
         m = self.cfg.model
-        G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim, width=m.g_width)
+        G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim,
+                         width=m.g_width, **g_options(self.cfg))
         D = build_d(self.cfg, m.name, img_size=img_size, channels=channels, width=m.d_width)
         return G, D
 
@@ -208,8 +234,10 @@ class GANTask(Task):
             else:
                 with torch.no_grad():
                     fake_in = self.G(z)
+            fake_in = tb.fake(fake_in)           # requires grad when lazy R2 is due
             real_v, fake_v = tb.view(real), tb.view(fake_in)
             if self._joint_d:   # one D call on [real; fake]: same maths without BatchNorm
+                # (R1/R2 differentiate through the concatenation back to real / fake_in)
                 logits = self.D(torch.cat([real_v, fake_v]))
                 real_logits, fake_logits = logits[:real.shape[0]], logits[real.shape[0]:]
             else:
@@ -227,7 +255,7 @@ class GANTask(Task):
             self._fake = None
             fake_logits = self.D(tb.view(fake))
             real_logits = None
-            if self.objective.g_needs_real:      # relativistic: G compares with D on real data
+            if self.objective.g_needs_real:      # relativistic, rpgan: G compares with D on real data
                 with torch.no_grad():
                     real_logits = self.D(tb.view(batch[0]))
             loss = self.objective.g_loss(fake_logits, real_logits)

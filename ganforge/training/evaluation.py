@@ -55,8 +55,8 @@ class Evaluation(Callback):
             self.evaluate(trainer)
         return None
 
-    def evaluate(self, trainer: TrainerT) -> None:
-        """Log the scores; keep ``best.pt`` by FID."""
+    def evaluate(self, trainer: TrainerT) -> Dict[str, float]:
+        """Log the scores; keep ``best.pt`` by FID. Returns the scores (``fid``, ...)."""
         e = self.cfg.eval
         trainer.refresh_averages()
         seed = self.cfg.train.seed
@@ -72,6 +72,7 @@ class Evaluation(Callback):
             trainer.note(f"step {trainer.step_count}: FID {fid:.3f} (best so far; saved checkpoints/best.pt)")
         elif fid is not None:
             trainer.note(f"step {trainer.step_count}: FID {fid:.3f} (best {best:.3f})")
+        return {k: float(v) for k, v in scores.items()}
 
     def state_dict(self) -> Dict[str, Any]:
         return {"best_fid": self.best}
