@@ -28,6 +28,7 @@ from ganforge.scoring import MIN_EVAL_IMAGES, parse_metrics
 from ganforge.tasks import TASKS, resolve_config
 from ganforge.trainer import Trainer
 from ganforge.translate import add_translate_parser
+from ganforge.tune import add_tune_parser
 
 
 # --------------------------------------------------------------------------- train
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress_parser(sub)
     add_report_parser(sub)
     add_serve_parser(sub)
+    add_tune_parser(sub)
 
     l = sub.add_parser("list", help="list models, tasks, losses, datasets and presets")
     l.set_defaults(func=cmd_list)
