@@ -17,11 +17,10 @@ worsens once recall drops.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import ganforge
+from results_io import save
 from ganforge import scoring
 
 
@@ -54,12 +53,7 @@ def main() -> int:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(r["psi"] if k == "psi" else f"{r[k]:.3f}" for k in head) + " |")
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out + ".md").write_text(table + "\n")
-        Path(args.out + ".json").write_text(json.dumps(rows, indent=2) + "\n")
+    save("\n".join(lines), rows, args.out)
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import List, NoReturn, Optional
 from ganforge import distributed, evaluate, models
 from ganforge.api import add_interpolate_parser, add_progress_parser
 from ganforge.argtypes import at_least, positive
+from ganforge.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
 from ganforge.config import Config, ConfigError, help_config, load_yaml, merge, parse_pairs, preset_names
 from ganforge.data import DATASETS
 from ganforge.errors import GanforgeError, UserError
@@ -68,6 +69,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
                           callbacks=[WriteReport()])
+        summary = trainer.fit()
+    finally:
+        distributed.shutdown()
+    return 130 if summary.get("interrupted") else 0
+
+
+# --------------------------------------------------------------------------- distill
+def _distill_config(args: argparse.Namespace) -> Config:
+    """The student's config: the teacher's own (its run folder's config.yaml, else the one in
+    its checkpoint), then --model/--steps/--out and key=value overrides, with
+    distill.teacher set. Only what the user changes differs from the teacher."""
+    teacher = Path(args.teacher)
+    saved = teacher / "config.yaml" if teacher.is_dir() else None
+    if saved is not None and saved.is_file():
+        d = load_yaml(saved)
+    else:
+        try:
+            d = load_checkpoint(find_checkpoint(teacher), map_location="cpu").get("config", {})
+        except CheckpointError as e:
+            raise UserError(f"ganforge distill {args.teacher}: {e}") from None
+    cfg = merge(Config(), d, where=f"the teacher's config ({args.teacher})")
+    flags = {"model.name": args.model, "train.steps": args.steps, "out": args.out,
+             "distill.teacher": str(args.teacher), "train.init_from": "", "train.freeze_d": 0}
+    if args.steps is not None:
+        flags["train.epochs"] = 0
+    cfg = cfg.with_overrides({k: v for k, v in flags.items() if v is not None}, where="flag")
+    cfg = cfg.with_overrides(parse_pairs(args.overrides), where="override")
+    return resolve_config(cfg)
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    cfg = _distill_config(args)
+    if args.print_config:
+        print(cfg.dump_yaml())
+        return 0
+    try:
+        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite, callbacks=[WriteReport()])
         summary = trainer.fit()
     finally:
         distributed.shutdown()
@@ -223,6 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_serve_parser(sub)
     add_tune_parser(sub)
+    di = sub.add_parser("distill", help="train a smaller generator to reproduce a trained one",
+                        description="Knowledge distillation: a student run of the teacher's task "
+                                    "learns the teacher's outputs (pixel L1 + teacher-D feature "
+                                    "matching; distill.adversarial adds the GAN loss). The student "
+                                    "starts from the teacher's config; change its size with "
+                                    "key=value, e.g. model.g_width=8.")
+    di.add_argument("teacher", metavar="TEACHER_RUN", help="a trained run folder or checkpoint")
+    di.add_argument("--out", required=True, help="the student's run folder")
+    di.add_argument("--model", help="the student's model family (default: the teacher's)")
+    di.add_argument("--steps", type=at_least(1), metavar="N", help="training steps of the student")
+    di.add_argument("--resume", action="store_true", help="continue the student run in --out")
+    di.add_argument("--overwrite", action="store_true", help="replace a run in --out")
+    di.add_argument("--print-config", action="store_true", help="print the student's config and exit")
+    di.add_argument("overrides", nargs="*", help="key=value, e.g. model.g_width=8 distill.adversarial=0.1")
+    di.set_defaults(func=cmd_distill)
 
     l = sub.add_parser("list", help="list models, tasks, losses, datasets and presets")
     l.set_defaults(func=cmd_list)

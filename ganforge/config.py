@@ -280,6 +280,21 @@ class CondConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation into this run's generators (``ganforge distill``;
+    ganforge/training/distill.py)."""
+    teacher: str = key("", "a trained run or checkpoint of the same task whose generators this "
+                           "run learns to reproduce; empty: no distillation")
+    pixel: float = key(1.0, "weight of the L1 distance between student and teacher outputs",
+                       low=0, zero="off")
+    feature: float = key(1.0, "weight of the squared distance of their teacher-D features",
+                         low=0, zero="off")
+    adversarial: float = key(0.0, "weight of the task's own G loss against a D started from the "
+                                  "teacher's", low=0, zero="off, and no D is trained")
+    ema: bool = key(True, "distil the teacher's EMA generator when it kept one")
+
+
+@dataclass(frozen=True)
 class Config:
     """Run-level settings."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -293,6 +308,7 @@ class Config:
     aug: AugConfig = field(default_factory=AugConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     out: str = key("", "run folder; empty: runs/<model>-<data>")
     description: str = key("", "free text, e.g. what a preset is for")
     #: The keys set on purpose (a preset, a flag, an override, a saved config): every

@@ -60,6 +60,7 @@ from ganforge.tasks import TASKS, Phase, Task, resolve_config
 from ganforge.training.artifacts import Artifacts
 from ganforge.training.averages import StandingStatistics
 from ganforge.training.callbacks import Callback
+from ganforge.training.distill import Distiller
 from ganforge.training.checkpoints import Checkpoints
 from ganforge.training.evaluation import Evaluation
 from ganforge.training.guard import Guard
@@ -179,7 +180,13 @@ class Trainer:
             self.ema = EMA(cfg.ema.half_life * 1000, warmup=cfg.ema.warmup)
             for name in self.task.generators:
                 self.task.modules.setdefault(f"{name}_ema", make_copy(self.task.modules[name]))
+        # ----- knowledge distillation (distill.teacher; ganforge/training/distill.py): the
+        # teacher, hooks on the student generators, and without the adversarial term no D phase
+        self.distiller = Distiller(cfg, self.task, self.device) if cfg.distill.teacher else None
         self.phases: List[Phase] = self.task.phases()
+        if self.distiller is not None:
+            self.phases = self.distiller.phases(self.phases, self.task.discriminators)
+            self.note(self.distiller.describe())
         trained = sorted({m for p in self.phases for m in p.modules})
         rt.sync_batchnorm(self.task.modules, trained)
 
@@ -310,6 +317,8 @@ class Trainer:
                         opt.zero_grad(set_to_none=True)
                         with self._autocast():
                             loss, logs = self.task.loss(phase.name, batch, last_repeat=(r == phase.repeat - 1))
+                            if self.distiller is not None and self.distiller.is_g_phase(phase):
+                                loss, logs = self.distiller.g_loss(loss, logs)
                         scaler = self.scalers.get(phase.name)
                         if scaler is not None:
                             scaler.scale(loss).backward(inputs=params)

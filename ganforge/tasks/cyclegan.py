@@ -294,6 +294,8 @@ class CycleGANTask(Task):
     data_defaults = False    # its own two domains and networks (cyclegan.*)
     generators = ("G_AB", "G_BA")
     discriminators = ("D_A", "D_B")
+    #: which D judges each G's outputs (G_AB makes domain-B images, which D_B judges)
+    judges = {"G_AB": "D_B", "G_BA": "D_A"}
     progress_keys = ("loss_D_X", "loss_D_Y", "loss_G", "loss_cycle", "loss_identity")
     config_section = "cyclegan"
     trained_class = TranslationModel
