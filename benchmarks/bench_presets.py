@@ -10,7 +10,8 @@ in one run (they train one after another, so timings stay comparable)::
 Each (preset, seed) trains with ``ganforge train --config PRESET --seed S`` into
 ``runs/bench-presets/<preset>-s<S>`` (an existing finished run is scored again, not retrained,
 so an interrupted benchmark continues) and is scored with ``ganforge eval RUN --n N --json``
-(the EMA generator when the run keeps one, as users get). Columns: FID, KID (x1000),
+(the EMA generator when the run keeps one, as users get). Columns: FID, KID (as ganforge eval
+prints it),
 precision, recall, density, coverage (Kynkaanniemi et al. 2019; Naeem et al. 2020), and for
 conditional runs the share of samples classified as the requested class; wall minutes of
 training (the run's own ``elapsed``, excluding start-up and scoring).
@@ -26,7 +27,9 @@ from pathlib import Path
 
 import torch
 
-COLS = [("fid", "FID", 2), ("kid_mean", "KID×1e3", 2), ("precision", "precision", 3),
+from results_io import save
+
+COLS = [("fid", "FID", 2), ("kid_mean", "KID", 3), ("precision", "precision", 3),
         ("recall", "recall", 3), ("density", "density", 3), ("coverage", "coverage", 3),
         ("accuracy", "class acc", 4), ("minutes", "train min", 2)]
 
@@ -64,7 +67,7 @@ def summary(rows: list[dict]) -> list[str]:
     for name, rs in by.items():
         cells = []
         for k, _, d in cols:
-            v = [float(r[k]) * (1000 if k == "kid_mean" else 1) for r in rs if r.get(k) is not None]
+            v = [float(r[k]) for r in rs if r.get(k) is not None]
             if not v:
                 cells.append("")
             elif len(v) == 1:
@@ -73,6 +76,10 @@ def summary(rows: list[dict]) -> list[str]:
                 cells.append(f"{statistics.mean(v):.{d}f} ± {statistics.stdev(v):.{d}f}")
         lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def write(rows: list[dict], header: list[str], out: str | None) -> str:
+    return save("\n".join(header + summary(rows)), rows, out)
 
 
 def main() -> int:
@@ -89,13 +96,7 @@ def main() -> int:
     lines = [f"`python benchmarks/bench_presets.py {' '.join(args.presets)} --seeds {args.seeds} "
              f"--n {args.n}`", "", f"ganforge eval: {args.n} samples vs the test split, domain evaluator; "
              f"mean ± std over seeds {args.seeds}; wall minutes of training on this machine", ""]
-    lines += summary(rows)
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out + ".md").write_text(table + "\n")
-        Path(args.out + ".json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    write(rows, lines, args.out)
     return 0
 
 

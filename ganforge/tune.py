@@ -61,7 +61,7 @@ from ganforge.config import (Config, ConfigError, coerce, key_spec, load_config,
                              parse_pairs, resolve_key, set_key)
 from ganforge.data import DataError
 from ganforge.data.spec import TRAIN_MINUS_VAL
-from ganforge.errors import UserError
+from ganforge.errors import RunError, UserError
 from ganforge.files import atomic_write_text
 from ganforge.metrics import DEFAULT_METRICS
 from ganforge.tasks import resolve_config
@@ -307,12 +307,11 @@ class TrialScore(Evaluation):
         return self._progress(trainer) >= 1 - 1e-6 or trainer.step_count >= trainer.total_steps
 
     def _score(self, trainer) -> None:
-        scores = self.evaluate(trainer)
-        self.last, self.last_step = scores["fid"], trainer.step_count
+        fid = self.evaluate(trainer)["fid"]
+        self.last = fid if math.isfinite(fid) else float("inf")   # NaN images: the worst score
+        self.last_step = trainer.step_count
         self.rung += 1
-        if not math.isfinite(self.last):
-            self.last = float("inf")
-        self.trial.report(self.last if math.isfinite(self.last) else 1e9, self.rung)
+        self.trial.report(min(self.last, 1e9), self.rung)
         self.trial.set_user_attr("step", trainer.step_count)
         if self.rung < self.rungs and self.trial.should_prune():
             self.pruned = True
@@ -339,7 +338,6 @@ class Study:
     test_n: int = 10000
     threads: int = 0
     worker: bool = False
-    quiet: bool = False
 
     @property
     def name(self) -> str:
@@ -460,8 +458,15 @@ def objective_for(s: Study, base: Config, space: List[Param], log):
         trial.set_user_attr("resumed", bool(resume))
         score = TrialScore(cfg, trial, s.budget, s.rungs)
         t0 = time.perf_counter()
-        trainer = Trainer(cfg, resume=resume, overwrite=not resume, quiet=True, callbacks=[score])
-        summary = trainer.fit()
+        try:
+            trainer = Trainer(cfg, resume=resume, overwrite=not resume, quiet=True, callbacks=[score])
+            summary = trainer.fit()
+        except (RunError, ConfigError) as e:
+            # A diverged run (the guard gave up) or values that do not combine (each value was
+            # checked alone): this trial fails, the study goes on.
+            trial.set_user_attr("error", str(e).splitlines()[0] if str(e) else type(e).__name__)
+            log(f"trial {trial.number + 1} failed: {trial.user_attrs['error']}")
+            raise
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 1))
         trial.set_user_attr("step", trainer.step_count)
         if summary.get("interrupted"):
@@ -480,10 +485,14 @@ def objective_for(s: Study, base: Config, space: List[Param], log):
 
 
 def _line(trial, s: Study, state: str, fid: Optional[float], step: int, params) -> str:
+    """The progress line of a finished trial. Trial numbers count every trial of the study
+    (failed and re-queued ones too, and other workers'), so the count of the --trials that
+    are finished or pruned is shown beside it."""
     shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
     f = "n/a" if fid is None else f"{fid:.2f}"
-    return (f"trial {trial.number + 1}/{s.trials} {state}: FID(val) {f} at step {step}  "
-            f"[{shown}]")
+    done = _counted(trial.study) + 1
+    return (f"trial {trial.number + 1} {state} ({min(done, s.trials)} of {s.trials}): FID(val) {f} "
+            f"at step {step}  [{shown}]")
 
 
 def _fmt(v: Any) -> str:
@@ -516,7 +525,7 @@ def run_study(s: Study, log=print) -> Dict[str, Any]:
     try:
         if remaining > 0:
             study.optimize(objective_for(s, base, space, log), n_trials=remaining,
-                           callbacks=[stop], catch=(), gc_after_trial=True)
+                           callbacks=[stop], catch=(RunError, ConfigError), gc_after_trial=True)
     finally:
         for w in workers:
             if w.wait() != 0:
@@ -552,10 +561,10 @@ def summarise(s: Study, study, base: Config, space: List[Param], log) -> Dict[st
     optuna = _optuna()
     trials = study.get_trials(deepcopy=False)
     rows = [_row(t, space) for t in trials]
-    cols = ["trial", "state", "fid_val", "step", "seconds"] + [q.key for q in space] + ["run"]
+    cols = ["trial", "state", "fid_val", "step", "seconds"] + [q.key for q in space] + ["note", "run"]
     text = _csv(cols, rows)
     atomic_write_text(s.out / "trials.csv", text)
-    log(_table(cols[:-1], rows))
+    log(_table(cols[:-1] if any(r["note"] for r in rows) else cols[:-2], rows))
     files = [s.out / "trials.csv"]
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
@@ -593,7 +602,7 @@ def _row(t, space: List[Param]) -> Dict[str, Any]:
          "state": t.state.name.lower(),
          "fid_val": "" if t.value is None else round(t.value, 4),
          "step": t.user_attrs.get("step", ""), "seconds": t.user_attrs.get("seconds", ""),
-         "run": t.user_attrs.get("run", "")}
+         "run": t.user_attrs.get("run", ""), "note": t.user_attrs.get("error", "")}
     if t.value is None and t.intermediate_values:
         r["fid_val"] = round(t.intermediate_values[max(t.intermediate_values)], 4)
     for q in space:
@@ -660,6 +669,9 @@ def _plots(s: Study, study, log) -> List[Path]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ax = draw(study)
+            if name == "history.png" and hasattr(ax, "set_ylabel"):
+                ax.set_ylabel("FID on the val split")
+                ax.set_xlabel("trial (0-based)")
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.set_size_inches(7, 4.5)
             fig.tight_layout()

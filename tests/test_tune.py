@@ -218,3 +218,18 @@ def test_two_worker_processes_share_one_sqlite_study(shapes, evaluator, space, t
     done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(done) >= 4 and len({t.number for t in trials}) == len(trials)
     assert len({t.user_attrs["pid"] for t in done}) == 2          # both workers ran trials
+
+
+def test_values_that_do_not_combine_fail_their_trial_and_the_study_goes_on(shapes, evaluator,
+                                                                            tmp_path, capsys):
+    """Each value is valid alone; relativistic with label smoothing is not (the loss refuses
+    it when the run is built): the trials fail with the reason, the command still ends well."""
+    p = tmp_path / "s.yaml"
+    p.write_text("train.loss: {type: categorical, choices: [relativistic]}\n"
+                 "reg.label_smoothing: {type: float, low: 0.1, high: 0.2}\n")
+    out = tmp_path / "study"
+    assert main(tiny_args(shapes, p, out, 2)) == 0
+    printed = capsys.readouterr().out
+    assert "failed" in printed and "label_smoothing" in printed and "no trial completed" in printed
+    rows = read_trials(out)
+    assert {r["state"] for r in rows} == {"fail"} and all("label_smoothing" in r["note"] for r in rows)

@@ -15,9 +15,9 @@ override or a resumed run's saved config; those always win):
                        multiple of the torchrun process count).
 ``aug.diffaug``        ``translation,cutout,color`` (DiffAugment, Zhao et al. 2020) when the
                        folder has fewer than :data:`SMALL_DATA` images;
-``ema.half_life``      ``10`` (thousand images; an EMA of G's weights) likewise. Both as in
-                       the ``dcgan-fashion-mnist`` preset, the best combination of
-                       ``benchmarks/bench_toolbox.py``.
+``ema.half_life``      ``10`` (thousand images; an EMA of G's weights) likewise. Both the best
+                       combination of ``benchmarks/bench_toolbox.py`` (1,000 and 60,000
+                       Fashion-MNIST images; the default preset before ganforge tune).
 =====================  =========================================================================
 
 Why 10,000 images for "small": DiffAugment's gains are largest below that size (Zhao et al.
