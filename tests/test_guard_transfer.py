@@ -151,3 +151,26 @@ def test_cli_init_from_flags(tmp_path, source_run, capsys):
     assert cli.main(["train", "--out", str(tmp_path / "d"), "--init-from", str(source_run),
                      *common, "model.d_width=8"]) == 2
     assert "do not fit" in capsys.readouterr().err
+
+
+def test_init_from_unconditional_into_conditional_gets_new_label_layers(tmp_path):
+    """The "new head": an unconditional run's G and D become a conditional run's backbone;
+    the class embedding of the projection D starts fresh, conditional BN starts as the source's
+    BatchNorm for every class; a backbone that does not fit (concat widens G's input) is refused."""
+    from tests.helpers import bars, blobs, cond_cfg
+    src = tmp_path / "uncond"
+    Trainer(tiny_cfg(src, **{"log.progress": False}), dataset=blobs(n=64), quiet=True).fit()
+    saved = torch.load(src / "checkpoints" / "latest.pt", weights_only=False)["modules"]
+    tr = Trainer(cond_cfg(tmp_path / "cond", **{"train.init_from": str(src), "cond.g_method": "cbn"}),
+                 dataset=bars(), quiet=True)
+    G, D = tr.task.modules["G"].state_dict(), tr.task.modules["D"].state_dict()
+    for k, v in saved["D"].items():
+        assert torch.equal(D[k], v), k
+    assert torch.equal(G["blocks.0.0.weight"], saved["G"]["blocks.0.0.weight"])
+    gain, bn_w = G["blocks.0.1.gain.weight"], saved["G"]["blocks.0.1.weight"]
+    assert gain.shape[0] == 3 and all(torch.equal(row, bn_w) for row in gain)
+    assert torch.equal(G["blocks.0.1.bn.running_var"], saved["G"]["blocks.0.1.running_var"])
+    tr.fit()
+    with pytest.raises(ConfigError, match="unconditional run's networks do not fit.*g_method=cbn"):
+        Trainer(cond_cfg(tmp_path / "c2", **{"train.init_from": str(src), "cond.g_method": "concat"}),
+                dataset=bars(), quiet=True)

@@ -103,6 +103,9 @@ class Task:
     #: that unset size/batch/aid keys may be chosen from a folder's images
     #: (ganforge/data/auto.py); False for a task with data and networks of its own (CycleGAN)
     data_defaults: ClassVar[bool] = True
+    #: tasks whose trained runs ``--init-from`` may load into this one as a backbone with new
+    #: label layers (ganforge/transfer.py; the conditional task takes unconditional runs)
+    new_head_from: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, cfg: Config, *, img_size: int, channels: int, device: torch.device,
                  n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE) -> None:

@@ -251,6 +251,7 @@ class ConditionalGANTask(GANTask):
     progress_keys = ("loss_D", "loss_G", "D(x)", "D(G(z))")
     config_section = "cond"
     trained_class = ConditionalModel
+    new_head_from = ("gan",)     # --init-from an unconditional run: new label layers only
 
     @classmethod
     def check_config(cls, cfg) -> None:
