@@ -70,12 +70,14 @@ class Distiller:
             raise ConfigError(f"distill.teacher {d.teacher} is a '{task_name}' run; the student must "
                               f"be trained with the same task (train.task={task_name})")
         specs, weights = st.get("specs", {}), st.get("modules", {})
-        self.teachers: Dict[str, nn.Module] = {}
-        for name in task.generators:
-            if name not in specs or name not in weights:
-                raise ConfigError(f"distill.teacher {d.teacher} holds no '{name}' generator")
-            use = f"{name}_ema" if d.ema and f"{name}_ema" in weights else name
-            self.teachers[name] = self._frozen(specs[name], weights[use], device)
+        # the teacher's generators as every use of a run rebuilds them (its EMA when kept)
+        try:
+            trained = type(task).trained_class.from_checkpoint(type(task), st, ema=d.ema,
+                                                                device=device, source=d.teacher)
+        except ckpt.CheckpointError as e:
+            raise ConfigError(f"distill.teacher {d.teacher}: {e}") from None
+        self.teachers: Dict[str, nn.Module] = {n: m.requires_grad_(False)
+                                               for n, m in trained.modules.items()}
         self.features: Dict[str, Optional[nn.Module]] = {}
         self.notes: List[str] = []
         # phi: the teacher D that judges a generator's outputs (CycleGAN: G_AB -> D_B).
