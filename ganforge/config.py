@@ -200,6 +200,9 @@ class RegConfig:
     instance_noise_steps: int = key(0, "... over this many steps", low=0, zero="the whole run")
     d_dropout: float = key(0.0, "dropout in D's hidden layers", low=0, high=1, high_open=True,
                            zero="off")
+    d_recon: float = key(1.0, "weight of D's self-supervised reconstruction loss on real images "
+                         "(FastGAN, Liu et al. 2021; only Ds with decoders: --model fastgan)",
+                         low=0, zero="off")
 
 
 @dataclass(frozen=True)

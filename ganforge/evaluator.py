@@ -38,8 +38,9 @@ from ganforge.data.batching import BatchLoader
 
 #: Fraction of a dataset held out for the test accuracy when it has no test split.
 HOLDOUT_FRACTION = 0.1
-#: Named datasets whose classes survive a horizontal flip (clothes do; digits do not).
-FLIP_SAFE = {"fashion-mnist"}
+#: Named datasets whose classes survive a horizontal flip (clothes and emoji groups do;
+#: digits do not).
+FLIP_SAFE = {"fashion-mnist", "emoji"}
 
 PathLike = Union[str, os.PathLike]
 

@@ -18,8 +18,7 @@ import json
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
-
-from ganforge.data import load_dataset, to_float
+from ganforge.data import DataError, load_dataset, to_float
 from ganforge.data.paths import cache_dir
 from ganforge.data.spec import dataset_source
 from ganforge.errors import EvalError
@@ -71,8 +70,17 @@ def real_features(extractor: FeatureExtractor, data_spec: str, split: str = "tes
     ``labels`` (N,) int64 or None, ``class_names``, ``data``, ``split``, ``n``, ``img_size``,
     ``channels``, ``hf_share`` ((C,) float64: the images' high-frequency share, for the
     ``hf`` metric). When n < the split's size, a fixed spread-out subset is used (the first n
-    of a sorted dataset could be all one class). Raises DataError for data problems."""
-    ds = load_dataset(data_spec, split, img_size=img_size, channels=channels, data_dir=data_dir)
+    of a sorted dataset could be all one class). A dataset with no ``test`` split (emoji, a
+    folder without a ``test/`` subfolder) is compared with its ``train`` split instead when
+    ``split`` is ``"test"``; the returned ``split`` says which was used. Raises DataError for
+    data problems."""
+    try:
+        ds = load_dataset(data_spec, split, img_size=img_size, channels=channels, data_dir=data_dir)
+    except DataError:
+        if split != "test":
+            raise
+        split = "train"        # a dataset with one split: FID against the training images
+        ds = load_dataset(data_spec, split, img_size=img_size, channels=channels, data_dir=data_dir)
     total = len(ds)
     n = total if n <= 0 else min(n, total)
     key = _ref_key(ds.name, split, extractor, ds.img_size, ds.channels, n,

@@ -111,6 +111,8 @@ def test_one_training_step(family, size, ch):
         opt_d.zero_grad(set_to_none=True)
         opt_g.zero_grad(set_to_none=True)
         d_loss = loss.d_loss(D(real), D(G(z).detach()))
+        if getattr(D, "self_supervised", False):   # fastgan: its decoders learn from this term
+            d_loss = d_loss + D.reconstruction_loss(real)
         d_loss.backward()
         assert all(p.grad is None for p in G.parameters())  # detach kept G out of D's phase
         opt_d.step()

@@ -109,3 +109,4 @@ from ganforge.models import cyclegan  # noqa: E402,F401  (image-to-image; not in
 from ganforge.models import conditional  # noqa: E402,F401  (G(z, y), D(x, y): built with n_classes)
 from ganforge.models import resnet  # noqa: E402,F401  (SNGAN-style; its conditional variants too)
 from ganforge.models import r3gan  # noqa: E402,F401  (R3GAN, normalisation-free; conditional too)
+from ganforge.models import fastgan  # noqa: E402,F401  (FastGAN-style few-shot; conditional too)

@@ -18,6 +18,10 @@ points of its D and G losses; nothing else in the task changes with the regulari
   (StyleGAN2's lazy regularisation; one interval for both, so R3GAN's R1 + R2 fall on the
   same steps), the WGAN-GP term, ADA's bookkeeping, and D's accuracy (for the divergence
   guard). Logged as ``r1`` and ``r2`` (the bare expectations) on the steps that compute them.
+  A self-supervised D (``D.self_supervised``, e.g. ``--model fastgan``) also gets its
+  reconstruction loss on the real batch it just judged (``reg.d_recon`` times
+  ``D.reconstruction_loss(view(real))``, logged as ``recon``): the toolbox remembers which
+  view of the batch from :meth:`real` D saw, so the tasks pass nothing more.
 
 State (D-step counter, augmentation RNG, ADA's p) is checkpointed through the task.
 """
@@ -73,10 +77,19 @@ class DToolbox:
         self.noise_gen = torch.Generator(device=device).manual_seed(seed + 13 + dist.rank)
         self._r1_due = False
         self._r2_due = False
+        if r.d_recon < 0:
+            raise ConfigError(f"reg.d_recon={r.d_recon}: must be >= 0 (0 switches it off)")
+        self.d_recon = float(r.d_recon)
+        self._ssl_d: Optional[nn.Module] = None   # a D with reconstruction_loss(x), if any
+        self._real: Optional[torch.Tensor] = None        # this D step's batch from real()
+        self._real_view: Optional[torch.Tensor] = None   # ... and what D saw of it (view)
 
     def check_discriminator(self, D: nn.Module, name: str = "D") -> None:
         """The gradient penalty is defined per sample; BatchNorm couples the samples of a batch
-        (Gulrajani et al. drop it from the critic), so the combination is refused."""
+        (Gulrajani et al. drop it from the critic), so the combination is refused. Also
+        remembers a self-supervised D, whose reconstruction loss :meth:`d_extra` adds."""
+        if self.d_recon > 0 and getattr(D, "self_supervised", False):
+            self._ssl_d = D
         if self.gp > 0 and has_batchnorm(D):
             raise ConfigError(f"reg.gp (WGAN-GP) needs a discriminator without BatchNorm, and {name} "
                               f"({type(D).__name__}) has BatchNorm; use model.name=resnet or mlp, or "
@@ -92,12 +105,14 @@ class DToolbox:
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
         """What D sees of a batch (real or fake): instance noise, then augmentation."""
-        std = self.noise_std
+        out, std = x, self.noise_std
         if std > 0:
-            x = penalties.add_instance_noise(x, std, generator=self.noise_gen)
+            out = penalties.add_instance_noise(out, std, generator=self.noise_gen)
         if self.augment is not None:
-            x = self.augment(x)
-        return x
+            out = self.augment(out)
+        if self._real is not None and x is self._real:   # what D sees of this step's reals
+            self._real_view = out
+        return out
 
     def real(self, x: torch.Tensor) -> torch.Tensor:
         """The real batch of a D step; requires grad when this step computes R1. Called first
@@ -107,6 +122,8 @@ class DToolbox:
         self._r2_due = self.r2_gamma > 0 and due
         if self._r1_due:
             x = x.detach().requires_grad_(True)
+        if self._ssl_d is not None:
+            self._real, self._real_view = x, None
         return x
 
     def fake(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,6 +168,12 @@ class DToolbox:
             logs["aug_p"] = torch.tensor(self.augment.p, device=real_logits.device)
         if self.noise0 > 0:
             logs["noise_std"] = torch.tensor(self.noise_std, device=real_logits.device)
+        if self._ssl_d is not None and self._real_view is not None:
+            rec = self._ssl_d.reconstruction_loss(self._real_view)
+            term = self.d_recon * rec
+            extra = term if extra is None else extra + term
+            logs["recon"] = rec.detach()
+        self._real = self._real_view = None
         self.d_steps += 1
         return extra, logs
 

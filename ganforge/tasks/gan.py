@@ -18,7 +18,6 @@ import torch
 
 from ganforge import models, scoring
 from ganforge.config import ConfigError
-from ganforge.data import DataError
 from ganforge.distributed import SINGLE, DistInfo, local_slice
 from ganforge.errors import UserError
 from ganforge.latent import check_truncation, truncate_
@@ -131,18 +130,11 @@ class NoiseModel(TrainedModel):
                                    weights=req.weights, device=req.device)
         opts = dict(img_size=info.img_size, channels=info.channels, n=req.n,
                     data_dir=req.data_dir or info.data_dir, progress=req.progress)
-        split = req.split
-        try:
-            real = scoring.real_features(ex, spec, split, **opts)
-        except DataError:
-            if split != "test":
-                raise
-            split = "train"        # a dataset with one split (emoji, a plain folder)
-            real = scoring.real_features(ex, spec, split, **opts)
+        real = scoring.real_features(ex, spec, req.split, **opts)   # test, else train
         scores = scoring.score_images(self.eval_batches(req.n, req.seed), ex, real,
                                       metrics=req.metrics, seed=req.seed)
         return {"step": info.step, "extractor": ex.name, "generator": info.modules.get("G", "G"),
-                "real": f"{real['data']} ({split})", "n_real": real["n"], "n_fake": req.n,
+                "real": f"{real['data']} ({real['split']})", "n_real": real["n"], "n_fake": req.n,
                 **scores}
 
 

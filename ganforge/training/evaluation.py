@@ -48,7 +48,7 @@ class Evaluation(Callback):
             self._extractor, self.cfg.data.name, e.split, img_size=trainer.img_size,
             channels=trainer.channels, n=e.n, data_dir=self.cfg.data.data_dir)
         trainer.note(f"evaluating {','.join(self._metrics)} every {e.every} steps on {e.n} images "
-                     f"against {self._real['data']} ({e.split}) with the {e.extractor} extractor")
+                     f"against {self._real['data']} ({self._real['split']}) with the {e.extractor} extractor")
 
     def on_step(self, trainer: TrainerT, step: int, row: Optional[Dict[str, Any]]) -> Optional[str]:
         if self.every and trainer.is_main and (step % self.every == 0 or step == trainer.total_steps):
