@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -114,6 +115,21 @@ def test_time_budget_ends_training_early(trained, tmp_path, monkeypatch):
                     progress=False, **TINY)
     tr = load_evaluator(out).meta["train"]
     assert 1 <= tr["steps"] < 1000 * (270 // 16) and tr["time_budget"] == 0.3
+
+
+def test_default_schedule_gives_a_small_dataset_enough_steps(trained, tmp_path, monkeypatch,
+                                                                capsys):
+    """epochs=None: 4 epochs, or enough for MIN_STEPS steps on a small dataset (then with
+    random shifts of a tenth of the image size, which many passes need)."""
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "default.pt"
+    train_evaluator(str(trained[0]), batch_size=16, time_budget=0.2, out=out, **TINY)
+    said = capsys.readouterr().out
+    n = load_evaluator(out).meta["train"]
+    size = int(re.search(r"images \d+x\d+x(\d+),", said).group(1))   # "... 270 images 1x16x16,"
+    want = max(4, -(-evaluator_mod.MIN_STEPS * 16 // 270))     # 270 training images here
+    assert f"{want} epochs" in said and f"shift={max(1, size // 10)}px" in said, said
+    assert n["batch_size"] == 16
 
 
 # ----------------------------------------------------------------------------- serving
