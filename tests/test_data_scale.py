@@ -58,7 +58,7 @@ def test_two_processes_share_one_mapped_copy(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- 128 and 256 px
 @pytest.mark.parametrize("preset", ["dcgan-128-folder", "dcgan-256-folder", "resnet-128-folder",
-                                    "resnet-256-folder"])
+                                    "resnet-256-folder", "r3gan-128-folder", "r3gan-256-folder"])
 def test_high_resolution_presets_train_one_step(tmp_path, monkeypatch, preset):
     """Each 128/256 px preset, at tiny widths, on 8 random RGB images at its size: one step."""
     from ganforge.config import load_config, preset_names
@@ -68,7 +68,14 @@ def test_high_resolution_presets_train_one_step(tmp_path, monkeypatch, preset):
     size = int(preset.split("-")[1])
     cfg0 = load_config(preset)
     assert cfg0.data.img_size == size and cfg0.data.channels == 3
-    assert cfg0.model.g_width * 2 ** (size.bit_length() - 4) == 512   # widest layer: 512
+    from ganforge import models
+    m = cfg0.model
+    G = models.build("G", m.name, img_size=size, channels=3, z_dim=m.z_dim, width=m.g_width)
+    widest = max(getattr(mod, "out_channels", 0) for mod in G.modules())
+    if m.name == "r3gan":     # 2x expanded channels inside its residual blocks
+        assert widest == 2 * 8 * m.g_width <= 512
+    else:
+        assert widest == 512 == m.g_width * 2 ** (size.bit_length() - 4)   # widest layer: 512
     data = tmp_path / "d.npy"
     np.save(data, np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8))
     cfg = load_config(preset, {"data.name": str(data), "model.g_width": 2, "model.d_width": 2,
