@@ -112,8 +112,9 @@ class ModelConfig:
     g_width: int = key(64, "family-specific width multiplier for G", low=1)
     d_width: int = key(64, "family-specific width multiplier for D", low=1)
     upsample: Literal["deconv", "nearest", "bilinear"] = key(
-        "deconv", "dcgan G's upsampling: stride-2 transposed conv (the paper), or a nearest/"
-                  "bilinear resize then a 3x3 conv (no checkerboard; Odena et al. 2016)")
+        "deconv", "G's upsampling. dcgan: stride-2 transposed conv (the paper), or a nearest/"
+                  "bilinear resize then a 3x3 conv (no checkerboard; Odena et al. 2016); "
+                  "fastgan: nearest (deconv means the paper's nearest) or bilinear")
 
 
 @dataclass(frozen=True)

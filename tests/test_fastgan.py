@@ -61,6 +61,17 @@ def test_sle_gates_the_fine_map_per_channel():
     assert ((gate > 0) & (gate < 1)).all()
 
 
+def test_upsample_choice():
+    G = models.build("G", "fastgan", img_size=32, channels=3, z_dim=Z, width=W, upsample="bilinear")
+    modes = {m.mode for m in G.modules() if isinstance(m, torch.nn.Upsample)}
+    assert modes == {"bilinear"} and G.spec["kwargs"]["upsample"] == "bilinear"
+    assert models.from_spec(G.spec).upsample == "bilinear"
+    default = models.build("G", "fastgan", img_size=32, channels=3, z_dim=Z, width=W)
+    assert {m.mode for m in default.modules() if isinstance(m, torch.nn.Upsample)} == {"nearest"}
+    with pytest.raises(ValueError, match="fastgan: upsample='deconv'"):
+        models.build("G", "fastgan", img_size=32, channels=3, upsample="deconv")
+
+
 def test_bad_arguments_are_clear():
     with pytest.raises(ValueError, match="fastgan: img_size=30"):
         models.build("G", "fastgan", img_size=30, channels=3)

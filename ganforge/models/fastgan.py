@@ -10,7 +10,8 @@ Generator (``img_size = s0 * 2**n``, as DCGAN: :func:`ganforge.models.dcgan.plan
 
     z (N, z_dim) seen as (N, z_dim, 1, 1)
     init: ConvTranspose2d(z_dim, 2*c0, s0) -> BN -> GLU              1 -> s0 (c0 channels)
-    n x up stage k = 1..n:  nearest 2x -> conv3x3(c, 2c') -> BN -> GLU
+    n x up stage k = 1..n:  nearest 2x (or bilinear: ``model.upsample``) -> conv3x3(c, 2c')
+                            -> BN -> GLU
                             (+ conv3x3(c', 2c') -> BN -> GLU when k is odd: "UpBlockComp")
     SLE into each of the last three stages from stage 16x coarser (or the s0 stage)
     conv3x3 -> C channels, tanh
@@ -83,6 +84,8 @@ from ganforge.models.dcgan import init_dcgan_, plan
 from ganforge.models.r3gan import stage_channels
 
 SLOPE = 0.2
+#: G's 2x upsampling (``model.upsample``; the config's default ``deconv`` means the paper's nearest)
+UPSAMPLE_MODES = ("nearest", "bilinear")
 #: how many of G's finest stages are gated by skip-layer excitation
 SLE_STAGES = 3
 
@@ -131,9 +134,14 @@ class FastGANGenerator(nn.Module):
     img_size, img_size)`` in [-1, 1]. ``width`` w: channels at full resolution (the coarse end
     has up to 8w). Raises ValueError for bad arguments or an unreachable ``img_size``."""
 
-    def __init__(self, *, img_size: int, channels: int, z_dim: int = 100, width: int = 32):
+    def __init__(self, *, img_size: int, channels: int, z_dim: int = 100, width: int = 32,
+                 upsample: str = "nearest"):
         super().__init__()
         _check(channels, width)
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"fastgan: upsample={upsample!r} is not one of "
+                             f"{', '.join(UPSAMPLE_MODES)} (the paper's is nearest)")
+        self.upsample = upsample
         if not isinstance(z_dim, int) or z_dim < 1:
             raise ValueError(f"fastgan: z_dim={z_dim!r} must be a positive integer")
         self.s0, self.n_up = _plan(img_size)
@@ -143,7 +151,7 @@ class FastGANGenerator(nn.Module):
                                   self._norm(2 * chs[0]), nn.GLU(dim=1))
         stages = []
         for k in range(1, len(chs)):
-            layers = [nn.Upsample(scale_factor=2, mode="nearest"),
+            layers = [nn.Upsample(scale_factor=2, mode=upsample),
                       nn.Conv2d(chs[k - 1], 2 * chs[k], 3, padding=1, bias=False),
                       self._norm(2 * chs[k]), nn.GLU(dim=1)]
             if k % 2 == 1:   # UpBlockComp: a second conv at the same resolution
@@ -323,9 +331,10 @@ class CondFastGANGenerator(ConditionalGenerator, FastGANGenerator):
     family = "fastgan"
 
     def __init__(self, *, img_size: int, channels: int, n_classes: int, z_dim: int = 100,
-                 width: int = 32, cond: str = "cbn", embed_dim: int = 0):
+                 width: int = 32, cond: str = "cbn", embed_dim: int = 0,
+                 upsample: str = "nearest"):
         super().__init__(img_size=img_size, channels=channels, z_dim=z_dim, width=width,
-                         n_classes=n_classes, cond=cond, embed_dim=embed_dim)
+                         n_classes=n_classes, cond=cond, embed_dim=embed_dim, upsample=upsample)
 
 
 @COND_DISCRIMINATORS.register("fastgan")
