@@ -20,7 +20,10 @@ How a study runs:
   the median of earlier trials at that rung. The trial's value is its FID at the end of the
   budget (a pruned trial's, at the rung where it stopped).
 - The **sampler** is TPE (Bergstra et al. 2011, "Algorithms for Hyper-Parameter
-  Optimization"; Optuna's ``TPESampler``, multivariate), seeded by ``--seed``.
+  Optimization"; Optuna's ``TPESampler``, multivariate), seeded by ``--seed`` (a
+  ``--worker`` mixes its host name and process id into it, so workers started with one command
+  line never propose the same values; two that still meet on one set of values are kept apart
+  by a lock on its run folder: the second is pruned).
 - **Storage** is a SQLite file, ``OUT/study.db``, unless ``--storage URL`` names another
   (any SQLAlchemy URL Optuna accepts: ``postgresql://...``, ``mysql://...``). Running the same
   command again continues the study: finished trials are kept; a trial that was running when
@@ -46,6 +49,7 @@ import hashlib
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -374,7 +378,11 @@ def open_study(s: Study):
     """Create or load the Optuna study (TPE sampler, median pruner) in ``s.url``."""
     optuna = _optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=s.seed, multivariate=True,
+    seed = s.seed
+    if s.worker:   # workers on several machines run the same command: never the same proposals
+        seed = int(hashlib.sha256(f"{s.seed}:{socket.gethostname()}:{os.getpid()}".encode())
+                   .hexdigest()[:8], 16)
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True,
                                          n_startup_trials=max(2, min(10, s.trials // 3)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=max(2, min(5, s.trials // 4)),
                                          n_warmup_steps=0, interval_steps=1)
@@ -443,7 +451,21 @@ def objective_for(s: Study, base: Config, space: List[Param], log):
 
     def objective(trial) -> float:
         params = {q.key: q.suggest(trial) for q in space}
+        trial.set_user_attr("pid", os.getpid())
         run_dir = s.out / "trials" / trial_id(params)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = _try_lock(run_dir.parent / f"{run_dir.name}.lock")
+        if lock is None:   # another process trains these very values right now
+            trial.set_user_attr("error", "the same values are being trained by another process")
+            log(f"trial {trial.number + 1} pruned: the same values are being trained by another "
+                f"process")
+            raise optuna.TrialPruned()
+        try:
+            return train_trial(trial, params, run_dir)
+        finally:
+            os.close(lock)
+
+    def train_trial(trial, params, run_dir: Path) -> float:
         cfg = trial_config(base, params, s.budget, run_dir, rungs=s.rungs, eval_n=s.eval_n,
                            threads=s.threads)
         resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("*.pt"))
@@ -454,7 +476,6 @@ def objective_for(s: Study, base: Config, space: List[Param], log):
                 spent = 0.0
             cfg = set_key(cfg, "train.time_limit", max(1.0, s.budget.amount - spent), "tune")
         trial.set_user_attr("run", str(run_dir))
-        trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("resumed", bool(resume))
         score = TrialScore(cfg, trial, s.budget, s.rungs)
         t0 = time.perf_counter()
@@ -482,6 +503,19 @@ def objective_for(s: Study, base: Config, space: List[Param], log):
         return float(score.last)
 
     return objective
+
+
+def _try_lock(path: Path) -> Optional[int]:
+    """An exclusive, non-blocking lock on ``path`` (a file descriptor to close when done), or
+    None while another process holds it. The kernel drops the lock when its process dies."""
+    import fcntl
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _line(trial, s: Study, state: str, fid: Optional[float], step: int, params) -> str:

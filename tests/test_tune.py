@@ -218,6 +218,27 @@ def test_two_worker_processes_share_one_sqlite_study(shapes, evaluator, space, t
     done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(done) >= 4 and len({t.number for t in trials}) == len(trials)
     assert len({t.user_attrs["pid"] for t in done}) == 2          # both workers ran trials
+    # the same command line on both: the workers' proposals still differ (host + pid seed)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)
+
+
+def test_a_run_folder_in_use_prunes_the_second_trial(shapes, evaluator, space, tmp_path):
+    """Two processes that meet on one set of values: the one that finds its run folder locked
+    is pruned with a note instead of training into the same folder."""
+    from ganforge import tune
+    out = tmp_path / "study"
+    (out / "trials").mkdir(parents=True)
+    p = tmp_path / "one.yaml"
+    p.write_text("train.loss: {type: categorical, choices: [hinge]}\n")
+    params = {"train.loss": "hinge"}
+    held = tune._try_lock(out / "trials" / f"{tune.trial_id(params)}.lock")
+    assert held is not None and tune._try_lock(out / "trials" / f"{tune.trial_id(params)}.lock") is None
+    try:
+        assert main(tiny_args(shapes, p, out, 1)) == 0
+    finally:
+        os.close(held)
+    rows = read_trials(out)
+    assert [r["state"] for r in rows] == ["pruned"] and "another process" in rows[0]["note"]
 
 
 def test_values_that_do_not_combine_fail_their_trial_and_the_study_goes_on(shapes, evaluator,

@@ -220,14 +220,10 @@ class ConditionalModel(NoiseModel):
         feats, logits = ev.features_and_logits(x)
         pred = from_ev[logits.cpu().argmax(1)]          # -1: a class the run does not have
 
-        used = split
         opts = dict(img_size=info.img_size, channels=info.channels, n=0, data_dir=data_dir,
                     with_logits=True, progress=progress)
-        try:
-            real = scoring.real_features(ev, spec, split, **opts)
-        except DataError:
-            used = "train"
-            real = scoring.real_features(ev, spec, "train", **opts)
+        real = scoring.real_features(ev, spec, split, **opts)   # no test split: the train images
+        used = real["split"]
         if real.get("labels") is None:
             raise EvalError(f"the real data '{real['data']}' ({used}) has no labels; intra-class "
                             f"FID needs them")
