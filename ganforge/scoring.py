@@ -18,6 +18,7 @@ import json
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
+
 from ganforge.data import DataError, load_dataset, to_float
 from ganforge.data.paths import cache_dir
 from ganforge.data.spec import dataset_source
