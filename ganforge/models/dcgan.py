@@ -82,6 +82,16 @@ def plan(img_size: int) -> tuple[int, int]:
         f"or choose the mlp model, which accepts any size.")
 
 
+def plan_as(img_size: int, family: str, display: str) -> tuple[int, int]:
+    """:func:`plan` for another family with DCGAN's sizes: the same ``(s0, n_up)``, and the
+    ValueError names ``family`` (``"r3gan"``) and its G (``"R3GAN's G"``) instead of DCGAN."""
+    try:
+        return plan(img_size)
+    except ValueError as e:
+        raise ValueError(str(e).replace("dcgan:", f"{family}:", 1)
+                         .replace("DCGAN doubles", f"{display} doubles", 1)) from None
+
+
 def _check(channels: int, width: int) -> None:
     if not isinstance(channels, int) or channels < 1:
         raise ValueError(f"dcgan: channels={channels!r} must be a positive integer (1 or 3)")

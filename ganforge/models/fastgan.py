@@ -80,7 +80,7 @@ from ganforge.models import (COND_DISCRIMINATORS, COND_GENERATORS, DISCRIMINATOR
                              GENERATORS)
 from ganforge.models.conditioning import (ConditionalDiscriminator, ConditionalGenerator,
                                           run_blocks)
-from ganforge.models.dcgan import init_dcgan_, plan
+from ganforge.models.dcgan import init_dcgan_, plan_as
 from ganforge.models.r3gan import stage_channels
 
 SLOPE = 0.2
@@ -99,12 +99,8 @@ def _check(channels: int, width: int, dropout: float = 0.0) -> None:
         raise ValueError(f"fastgan: dropout={dropout!r} must be in [0, 1)")
 
 
-def _plan(img_size: int) -> Tuple[int, int]:
-    try:
-        return plan(img_size)
-    except ValueError as e:   # same sizes as DCGAN; say which family refused
-        raise ValueError(str(e).replace("dcgan:", "fastgan:", 1)
-                         .replace("DCGAN doubles", "FastGAN's G doubles", 1)) from None
+def _plan(img_size: int) -> tuple[int, int]:
+    return plan_as(img_size, "fastgan", "FastGAN's G")
 
 
 def sle_pairs(n: int) -> Dict[int, int]:

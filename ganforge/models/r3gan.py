@@ -98,7 +98,7 @@ import torch.nn.functional as F
 from ganforge.models import (COND_DISCRIMINATORS, COND_GENERATORS, DISCRIMINATORS,
                              GENERATORS)
 from ganforge.models.conditioning import ConditionalDiscriminator, ConditionalGenerator
-from ganforge.models.dcgan import plan
+from ganforge.models.dcgan import plan_as
 
 #: expanded channels = EXPANSION * stage channels inside every residual block (reference: 2)
 EXPANSION = 2
@@ -122,11 +122,7 @@ def _check(channels: int, width: int, blocks: int, dropout: float = 0.0) -> None
 
 
 def _plan(img_size: int) -> tuple[int, int]:
-    try:
-        return plan(img_size)
-    except ValueError as e:   # same sizes as DCGAN; say which family refused
-        raise ValueError(str(e).replace("dcgan:", "r3gan:", 1)
-                         .replace("DCGAN doubles", "R3GAN's G doubles", 1)) from None
+    return plan_as(img_size, "r3gan", "R3GAN's G")
 
 
 def stage_channels(n: int, width: int) -> List[int]:
