@@ -77,13 +77,17 @@ def assert_close(a: dict, b: dict, atol: float, buffers: bool = True) -> None:
     ("mlp", {"reg.r1": 1.0, "reg.r1_every": 2, "ema.half_life": 0.1,
              "aug.diffaug": "translation,cutout"}),
     ("resnet", {"train.loss": "hinge", "train.task": "conditional"}),
+    # FastGAN's D adds its reconstruction term (reg.d_recon) through decoders that only D's
+    # step uses, read from the trunk maps of the DDP-wrapped forward
+    ("fastgan", {"train.loss": "hinge", "aug.diffaug": "translation"}),
+    ("fastgan", {"train.loss": "hinge", "train.task": "conditional"}),
 ])
 def test_two_processes_agree_and_match_one_process(tmp_path, blob_file, model, extra):
     """The two processes hold identical weights after training. Without BatchNorm (mlp), DDP
     over 2 processes equals 1 process on the same global batch (up to float summation order).
     The resnet G has BatchNorm, whose statistics are per process on CPU (SyncBatchNorm is
     GPU-only), so there only the parameters are compared across processes."""
-    bn = model != "mlp"
+    bn = model != "mlp"   # resnet and fastgan have BatchNorm
     args = overrides(blob_file, tmp_path / "ddp", **{"model.name": model, **extra})
     torchrun([str(WORKER), str(tmp_path / "ranks"), *args], tmp_path)
     r0 = torch.load(tmp_path / "ranks" / "rank0.pt", weights_only=True)

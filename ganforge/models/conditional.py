@@ -102,11 +102,8 @@ class CondDCGANDiscriminator(ConditionalDiscriminator, DCGANDiscriminator):
         super().__init__(img_size=img_size, channels=channels, width=width, dropout=dropout,
                          n_classes=n_classes, cond=cond, embed_dim=embed_dim)
 
-    def _phi_dim(self) -> int:
-        return self.head.in_channels * self.s0 * self.s0
-
     def _class_head(self) -> nn.Module:
-        head = nn.Conv2d(self.head.in_channels, self.n_classes, self.s0, 1, 0, bias=True)
+        head = super()._class_head()          # a conv over the s0 x s0 map, DCGAN's init
         nn.init.normal_(head.weight, 0.0, 0.02)
         nn.init.zeros_(head.bias)
         return head

@@ -278,9 +278,11 @@ class ConditionalDiscriminator:
     - ``family`` (class attribute): the registered name, used in error messages.
     - ``concat_input`` (class attribute): ``"maps"`` (default) or ``"flat"``.
     - ``_widen_input(e)``: ``"flat"`` only, required there: widen the input layer by e.
-    - ``_phi_dim()``: size of phi(x) flattened; default ``head.in_features``.
+    - ``_phi_dim()``: size of phi(x) flattened; default ``head.in_features`` (or, for a
+      Conv2d head over the whole map, ``in_channels * kh * kw``).
     - ``_init_projection_(weight)``: default N(0, 1/sqrt(dim)).
-    - ``_class_head()``: default ``nn.Linear(_phi_dim(), n_classes)`` (torch's init).
+    - ``_class_head()``: default ``nn.Linear(_phi_dim(), n_classes)`` (a conv of the head's
+      kernel for a Conv2d head; torch's init).
 
     Attributes set: ``channels`` (the image's), ``n_classes``, ``d_cond``, ``embed_dim`` (e
     with ``concat``, else 0). Raises ValueError for bad ``n_classes``/``cond``/``embed_dim``
@@ -322,7 +324,12 @@ class ConditionalDiscriminator:
                                   f"implement _widen_input(e)")
 
     def _phi_dim(self) -> int:
-        """Size of phi(x) = ``features(x)`` flattened (the projection embedding's width)."""
+        """Size of phi(x) = ``features(x)`` flattened (the projection embedding's width): the
+        head Linear's ``in_features``, or for a Conv2d head whose kernel covers the whole map
+        (DCGAN, FastGAN) ``in_channels * kh * kw``."""
+        if isinstance(self.head, nn.Conv2d):
+            kh, kw = self.head.kernel_size
+            return self.head.in_channels * kh * kw
         return self.head.in_features
 
     def _init_projection_(self, weight: torch.Tensor) -> None:
@@ -331,7 +338,10 @@ class ConditionalDiscriminator:
         nn.init.normal_(weight, 0.0, weight.shape[1] ** -0.5)
 
     def _class_head(self) -> nn.Module:
-        """AC-GAN's class head on phi(x): (N, ...) -> class logits (N, n_classes, ...)."""
+        """AC-GAN's class head on phi(x): (N, ...) -> class logits (N, n_classes, ...): a
+        Linear, or a conv of the head's kernel for a Conv2d head (torch's init)."""
+        if isinstance(self.head, nn.Conv2d):
+            return nn.Conv2d(self.head.in_channels, self.n_classes, self.head.kernel_size)
         return nn.Linear(self._phi_dim(), self.n_classes)
 
     # ------------------------------------------------------------------ shared API
