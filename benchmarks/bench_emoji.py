@@ -3,7 +3,7 @@ few-shot regime (a 100-image colour folder).
 
 Run by hand on an idle machine (never part of the test suite), one run after another::
 
-    .venv/bin/python benchmarks/bench_emoji.py dcgan-emoji fastgan-emoji \\
+    .venv/bin/python benchmarks/bench_emoji.py dcgan-emoji dcgan-resize-emoji fastgan-emoji \\
         --few-shot fastgan-emoji --out benchmarks/results/emoji
 
 Needs the emoji domain evaluator (``ganforge evaluator train --data emoji --epochs 40
@@ -93,7 +93,8 @@ def real_row(n: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("presets", nargs="*", default=["dcgan-emoji", "fastgan-emoji"])
+    ap.add_argument("presets", nargs="*",
+                    default=["dcgan-emoji", "dcgan-resize-emoji", "fastgan-emoji"])
     ap.add_argument("--few-shot", default="", help="preset for the 100-image folder run")
     ap.add_argument("--few-n", type=int, default=100)
     ap.add_argument("--n", type=int, default=10000, help="samples per score")

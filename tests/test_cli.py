@@ -113,8 +113,9 @@ def test_real_fashion_mnist_dcgan_end_to_end(tmp_path):
 
 
 @pytest.mark.realdata
-def test_emoji_colour_preset_trains(tmp_path):
-    """The colour preset: 64 px RGB DCGAN on the rendered emoji font (tiny width, 2 steps)."""
+@pytest.mark.parametrize("preset", ["dcgan-emoji", "dcgan-resize-emoji", "fastgan-emoji"])
+def test_emoji_colour_preset_trains(tmp_path, preset):
+    """The colour presets: 64 px RGB on the rendered emoji font (tiny width, 2 steps)."""
     import os
     font = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
     if not os.path.exists(font):
@@ -122,7 +123,7 @@ def test_emoji_colour_preset_trains(tmp_path):
             pytest.fail(f"{font} missing but GANFORGE_REQUIRE_DATA=1 (apt-get install fonts-noto-color-emoji)")
         pytest.skip("Noto Color Emoji font not installed")
     run = tmp_path / "emoji"
-    assert main(["train", "--config", "dcgan-emoji", "--steps", "2", "--out", str(run), *TINY]) == 0
+    assert main(["train", "--config", preset, "--steps", "2", "--out", str(run), *TINY]) == 0
     st = load_checkpoint(run)
     assert st["data"]["channels"] == 3 and st["data"]["img_size"] == 64
     assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "e.npy")]) == 0
