@@ -18,7 +18,8 @@ point's group is that of the file's entry consisting of that code point alone (a
 qualification: ``fully-qualified``, ``unqualified``, ``component``); a code point never
 listed alone takes the group of the first sequence that starts with it (regional indicator
 letters -> Flags, as they spell flags; keycap bases 0-9, #, * -> Symbols), else of the first
-sequence containing it; a glyph in none of them is left out (the count is in the warning).
+sequence containing it; a glyph in none of them is not an emoji (the font also maps NUL, CR,
+space and the tag letters) and is left out silently.
 The file is read at run time from ``<root>/emoji/emoji-test.txt`` (the usual roots) or the
 system paths in :data:`SYSTEM_EMOJI_TEST_PATHS` (Debian/Ubuntu: ``sudo apt-get install
 unicode-data``; ``scripts/setup.sh`` installs it); without it loading fails with a message
@@ -283,9 +284,10 @@ def load_emoji(split: str = "train", *, img_size: int = 0, channels: int = 0,
             raise DataError(f"{test_path}: cannot read it ({e})") from None
         candidates = glyph_chars(font_path)
         idx, groups = emoji_groups(text, candidates)
+        # A cmap entry in no group is not an emoji (NUL, CR, space, tag letters): left out
+        # without a warning, like the glyphs that render empty.
         group_of = {c: g for c, g in zip(candidates, idx) if g is not None}
-        skipped = [f"U+{ord(c):04X} (no emoji group in {test_path})"
-                   for c, g in zip(candidates, idx) if g is None]
+        skipped: list = []
         x, chars = render(font_path, size, limit, only=set(group_of))
         used = sorted({group_of[c] for c in chars})       # classes in the file's group order
         remap = {g: k for k, g in enumerate(used)}
@@ -295,7 +297,7 @@ def load_emoji(split: str = "train", *, img_size: int = 0, channels: int = 0,
                             name=NAME, source=str(font_path)), skipped
 
     key = cache_mod.make_key("emoji", cache_mod.fingerprint([font_path, test_path]), size=size,
-                             channels=channels, limit=limit, labels="emoji-test-groups")
+                             channels=channels, limit=limit, labels="emoji-test-groups", version=2)
     return cache_mod.cached_dataset(key, build, enabled=cache, strict=strict)
 
 
