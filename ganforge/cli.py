@@ -27,7 +27,8 @@ from ganforge.sampling import sample_to_file
 from ganforge.serve import add_serve_parser
 from ganforge.scoring import MIN_EVAL_IMAGES, parse_metrics
 from ganforge.tasks import TASKS, resolve_config
-from ganforge.trainer import Trainer
+from ganforge.trainer import Trainer, default_run_dir
+from ganforge.training import rundir
 from ganforge.translate import add_translate_parser
 from ganforge.tune import add_tune_parser
 
@@ -67,8 +68,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(cfg.dump_yaml())
         return 0
     try:
-        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
-                          callbacks=[WriteReport()])
+        with rundir.removed_if_unused(Path(cfg.out or default_run_dir(cfg))):
+            trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
+                              callbacks=[WriteReport()])
         summary = trainer.fit()
     finally:
         distributed.shutdown()
@@ -105,7 +107,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
         print(cfg.dump_yaml())
         return 0
     try:
-        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite, callbacks=[WriteReport()])
+        with rundir.removed_if_unused(Path(cfg.out or default_run_dir(cfg))):
+            trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
+                              callbacks=[WriteReport()])
         summary = trainer.fit()
     finally:
         distributed.shutdown()

@@ -105,7 +105,11 @@ def load_splits(data_spec: PathLike, *, data_dir: Optional[str] = None, img_size
         raise EvaluatorError(
             f"dataset '{spec}' has no class labels (or only one class); a domain evaluator is "
             f"a classifier and needs labeled data: a named dataset with labels, or a folder "
-            f"with one subfolder per class (root/cat/*.png, root/dog/*.png)")
+            f"with one subfolder per class (root/cat/*.png, root/dog/*.png). To score images "
+            f"without classes, use an evaluator trained on similar labelled images (ganforge "
+            f"eval --weights FILE.pt, e.g. the one `ganforge evaluator train --data emoji` "
+            f"writes) or --extractor "
+            f"inception")
     # The test split at the train split's size and channels, so both feed the same network.
     opts.update(img_size=train.img_size, channels=train.channels)
     test = None

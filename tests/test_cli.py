@@ -71,6 +71,24 @@ def test_bad_data_path_is_clear(tmp_path, capsys):
     assert str(tmp_path / "nope") in capsys.readouterr().err
 
 
+def test_refused_train_leaves_no_run_folder(tmp_path, img_folder, capsys):
+    # a size the family cannot reach is the user's input: one line, exit 2, no "internal error"
+    run = tmp_path / "run"
+    rc = main(["train", "--data", str(img_folder), "--steps", "1", "--out", str(run),
+               "data.img_size=15", *TINY])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "data.img_size=15" in err and "internal error" not in err
+    assert not run.exists()                       # the folder it made is gone again
+    # an unknown dataset name: the same, and the message says it is no folder here either
+    assert main(["train", "--data", "nosuchdir", "--out", str(run)]) == 2
+    assert "no folder" in capsys.readouterr().err and not run.exists()
+    # a folder that existed before is never removed
+    run.mkdir()
+    assert main(["train", "--data", "nosuchdir", "--out", str(run)]) == 2
+    assert run.is_dir()
+
+
 def test_sample_without_checkpoint_is_clear(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["sample", str(tmp_path / "empty")]) == 2

@@ -133,7 +133,7 @@ def test_gpu_defaults_resolve_to_plain_fp32_on_cpu(tmp_path):
 
 
 def test_batch_larger_than_dataset_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="batch-size 16.*8 images"):
+    with pytest.raises(ValueError, match="batch size 16.*8 images.*--batch-size 8"):
         Trainer(tiny_cfg(tmp_path), dataset=blobs(n=8), quiet=True)
 
 

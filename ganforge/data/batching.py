@@ -35,8 +35,9 @@ class BatchLoader:
             raise TypeError("BatchLoader expects a uint8 (N, C, H, W) tensor")
         n = images.shape[0] if index is None else len(index)
         if batch_size * world_size > n:
-            raise DataError(f"--batch-size {batch_size}" + (f" (x{world_size} processes)" if world_size > 1 else "")
-                            + f" is larger than the dataset ({n} images); use --batch-size "
+            raise DataError(f"batch size {batch_size}" + (f" (x{world_size} processes)" if world_size > 1 else "")
+                            + f" (train.batch_size: set by --batch-size, a --config preset or an "
+                            f"override) is larger than the dataset ({n} images); use --batch-size "
                             f"{max(1, n // world_size)} or less")
         self.device = torch.device(device)
         self.images = images.to(self.device)

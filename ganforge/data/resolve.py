@@ -39,9 +39,10 @@ def _unknown(spec: str) -> DataError:
                          f"{', '.join(names)}")
     close = difflib.get_close_matches(spec.partition(":")[0], names, n=2, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    return DataError(f"unknown dataset '{spec}': {hint}choose one of {', '.join(names)} "
-                     f"(optionally as name:split, e.g. 'fashion-mnist:test'), or give a "
-                     f"folder of images or a .npy/.npz file")
+    return DataError(f"unknown dataset '{spec}': {hint}no registered dataset and no folder or "
+                     f"file of that name in {Path.cwd()}; choose one of {', '.join(names)} "
+                     f"(optionally as name:split, e.g. 'fashion-mnist:test'), or give the path "
+                     f"of a folder of images or a .npy/.npz file")
 
 
 def _path_split(path: Path, split: str) -> Path:

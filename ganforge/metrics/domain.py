@@ -216,7 +216,9 @@ def find_evaluator(data_spec: PathLike, img_size: int = 0) -> Path:
             f"no domain evaluator has been trained for '{shown}' yet (looked for "
             f"{d / (key + '-<size>px.pt')}). Train one (a few CPU minutes) with:\n"
             f"  {_train_command(data_spec, img_size)}\n"
-            f"or pass the path of an evaluator file.")
+            f"or pass an evaluator file with --weights FILE.pt (needs labels: a folder must "
+            f"have one subfolder per class; for one without, use an evaluator of similar "
+            f"labelled images, or --extractor inception).")
     if img_size:
         for size, p in found:
             if size == img_size:

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
 from ganforge.data.paths import cache_dir
 from ganforge.data.download import DownloadError, RemoteFile, fetch, mirrors_for
+from ganforge.errors import UserError
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 # The release asset pytorch-fid downloads (pytorch_fid/inception.py, FID_WEIGHTS_URL).
@@ -335,12 +336,19 @@ def _torch_hub_copy() -> Optional[Path]:
     return p if p.is_file() else None
 
 
+class InceptionWeightsError(UserError, RuntimeError):
+    """The FID Inception weights cannot be had (offline, or a download that did not verify):
+    a :class:`~ganforge.errors.UserError` (the CLI prints it, exit code 2, saying where to put
+    the file) and a ``RuntimeError`` for callers that catch builtins."""
+
+
 def _missing_weights_message(reason: str) -> str:
     return (f"the FID Inception weights '{WEIGHTS_FILE}' are not available ({reason}).\n"
             f"Download {WEIGHTS_URL}\n"
             f"(SHA-256 {WEIGHTS_SHA256}) and save it as {default_weights_path()}\n"
             f"(or set GANFORGE_CACHE to a folder whose weights/ subfolder holds it, set "
-            f"GANFORGE_MIRROR_FID_INCEPTION to a mirror URL, or pass the file path explicitly).")
+            f"GANFORGE_MIRROR_FID_INCEPTION to a mirror URL, or pass the file with --weights "
+            f"PATH). Offline, --extractor domain needs no download.")
 
 
 def resolve_weights(weights: Union[str, os.PathLike, None] = None, progress: bool = True
@@ -383,7 +391,8 @@ def resolve_weights(weights: Union[str, os.PathLike, None] = None, progress: boo
               mirrors_for(MIRROR_NAME, [WEIGHTS_BASE_URL]), cached.parent, progress=progress)
     except DownloadError as e:
         reason = "offline: download failed" if e.offline else "download did not verify"
-        raise RuntimeError(_missing_weights_message(f"{reason}; " + "; ".join(e.reasons))) from e
+        raise InceptionWeightsError(
+            _missing_weights_message(f"{reason}; " + "; ".join(e.reasons))) from e
     return cached, WEIGHTS_SHA256
 
 

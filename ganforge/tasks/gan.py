@@ -158,7 +158,11 @@ class GANTask(Task):
         m, t = cfg.model, cfg.train
         self.z_dim = m.z_dim
         self.batch_size = t.batch_size
-        G, D = self.build_networks(img_size=img_size, channels=channels, n_classes=n_classes)
+        try:
+            G, D = self.build_networks(img_size=img_size, channels=channels, n_classes=n_classes)
+        except ValueError as e:    # the families raise it for arguments they cannot build,
+            # all of which come from the config (a size the family cannot reach, a width ...)
+            raise ConfigError(f"model.name={m.name}, data.img_size={img_size}: {e}") from None
         self.modules = {"G": G.to(device), "D": D.to(device)}
         self.objective = build_objective(t.loss, cfg.reg.label_smoothing)
         self.toolbox = DToolbox(cfg, device=device, seed=seed, dist=self.dist)

@@ -14,6 +14,7 @@ is recorded in ``metrics.jsonl`` as a ``resumed`` row.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -48,6 +49,21 @@ def check_writable(run_dir: Path) -> None:
     if why is not None:
         raise UserError(f"--out {run_dir}: cannot write there ({why}); choose a folder you can "
                         f"write to")
+
+
+@contextlib.contextmanager
+def removed_if_unused(run_dir: Path) -> Iterator[None]:
+    """Around building a run: when ``run_dir`` did not exist before and building fails (bad
+    data, a size the model cannot reach, ...), remove it again if it is still empty, so a
+    refused command leaves no empty run folder behind. An existing folder is never touched."""
+    existed = run_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
 
 
 def clear_outputs(run_dir: Path) -> List[str]:
