@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import List, NoReturn, Optional
 
@@ -17,6 +18,7 @@ from ganforge.argtypes import at_least, positive
 from ganforge.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
 from ganforge.config import Config, ConfigError, help_config, load_yaml, merge, parse_pairs, preset_names
 from ganforge.data import DATASETS
+from ganforge.data.spec import absolute_spec
 from ganforge.errors import GanforgeError, UserError
 from ganforge.evaluator import add_evaluator_parser
 from ganforge.export import add_export_parser
@@ -56,6 +58,10 @@ def _train_config(args: argparse.Namespace) -> Config:
     if args.epochs is not None and args.steps is None:
         cfg = cfg.with_overrides({"train.steps": 0})
     cfg = cfg.with_overrides(parse_pairs(args.overrides), where="override")
+    if cfg.data.name and absolute_spec(cfg.data.name) != cfg.data.name:
+        # a folder given relative to here: stored absolute, so the run can be resumed,
+        # evaluated and sampled from any directory
+        cfg = cfg.with_overrides({"data.name": absolute_spec(cfg.data.name)}, where="flag")
     return resolve_config(cfg)
 
 
@@ -324,9 +330,31 @@ def _internal_error(command: str, exc: BaseException) -> int:
     return 1
 
 
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings ganforge itself gives (a skipped file, a setting that cannot help, ...) as
+    one line, ``ganforge: warning: ...``; other libraries' in Python's usual format."""
+    if str(filename).startswith(_PACKAGE_DIR):
+        return f"ganforge: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """The ``ganforge`` command. Returns the exit code: 0 done, 1 a failed run (or an internal
     error, with its traceback written to a file), 2 bad input, 130 interrupted."""
+    saved, warnings.formatwarning = warnings.formatwarning, _format_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = saved
+
+
+def _main(argv: Optional[List[str]]) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)

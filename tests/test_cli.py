@@ -89,6 +89,29 @@ def test_refused_train_leaves_no_run_folder(tmp_path, img_folder, capsys):
     assert run.is_dir()
 
 
+def test_relative_data_folder_is_stored_absolute(tmp_path, img_folder, monkeypatch):
+    # trained from the folder's parent with a relative --data, resumed from elsewhere
+    monkeypatch.chdir(img_folder.parent)
+    run = tmp_path / "run"
+    args = ["--steps", "2", "--batch-size", "8", "data.img_size=16", *TINY]
+    assert main(["train", "--data", "imgs", "--out", str(run), *args]) == 0
+    saved = (run / "config.yaml").read_text()
+    assert f"name: {img_folder}\n" in saved
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "--out", str(run), "--resume", "--steps", "3", *TINY]) == 0
+
+
+def test_loose_images_beside_class_folders_are_named(tmp_path, img_folder, capsys):
+    Image.new("RGB", (20, 20), "white").save(img_folder / "stray.png")
+    rc = main(["train", "--task", "conditional", "--data", str(img_folder), "--steps", "1",
+               "--out", str(tmp_path / "r"), "data.img_size=16", *TINY])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "stray.png" in err and "2 class subfolders" in err
+
+
 def test_sample_without_checkpoint_is_clear(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["sample", str(tmp_path / "empty")]) == 2

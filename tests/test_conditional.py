@@ -363,6 +363,10 @@ def test_class_name_resolution():
         resolve_class("snekaer", FASHION)
     with pytest.raises(UnknownClassError, match="no class with index 10"):
         resolve_class("10", FASHION)
+    emoji = ["Smileys & Emotion", "Food & Drink", "and"]          # the emoji groups' '&'
+    for typed in ("food-drink", "Food and Drink", "food_&_drink", "FOOD & DRINK"):
+        assert resolve_class(typed, emoji) == 1
+    assert resolve_class("and", emoji) == 2 and normalize_class_name("sandal") == "sandal"
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,10 @@ override or a resumed run's saved config; those always win):
 ``ema.half_life``      ``10`` (thousand images; an EMA of G's weights) likewise. Both the best
                        combination of ``benchmarks/bench_toolbox.py`` (1,000 and 60,000
                        Fashion-MNIST images; the default preset before ganforge tune).
+                       Grayscale evidence only: on the colour emoji glyphs the colour
+                       jitter hurt the resize-convolution DCGAN and helped FastGAN (one
+                       run each, benchmarks/results/emoji.md), too little to choose by
+                       channel count, so the README suggests trying it without.
 =====================  =========================================================================
 
 Why 10,000 images for "small": DiffAugment's gains are largest below that size (Zhao et al.
@@ -69,6 +73,7 @@ class FolderFacts:
     folder: Path
     n_images: int
     min_side: int
+    smallest: Optional[Path] = None     #: the file with that side (named in the printed line)
 
 
 def training_folder(cfg: Config) -> Optional[Path]:
@@ -98,11 +103,14 @@ def scan_folder(folder: Path, limit: int = 0) -> FolderFacts:
             # the header only: Image.open reads no pixels (and the shorter side does not
             # depend on the EXIF orientation, whose lookup would decode a whole PNG)
             with Image.open(p) as im:
-                sides.append(min(im.size))
+                sides.append((min(im.size), p))
         except Exception:  # noqa: BLE001 - the loader reports unreadable files by name
             continue
     n = len(sides) if not limit else min(limit, len(sides))
-    return FolderFacts(folder, n, min(sides) if sides else 0)
+    if not sides:
+        return FolderFacts(folder, n, 0)
+    side, smallest = min(sides, key=lambda sp: sp[0])
+    return FolderFacts(folder, n, side, smallest)
 
 
 def choose_data_defaults(cfg: Config, *, fits: Callable[[int], bool], world_size: int = 1,
@@ -131,8 +139,9 @@ def choose_data_defaults(cfg: Config, *, fits: Callable[[int], bool], world_size
         cap = min(MAX_AUTO_SIZE, facts.min_side)
         size = next((s for s in range(cap, 0, -1) if fits(s)), 0)
         if size:
+            named = f", {facts.smallest.name}" if facts.smallest is not None else ""
             why = (f"{cfg.model.name} at most {MAX_AUTO_SIZE} px and the smallest image side "
-                   f"{facts.min_side} px")
+                   f"{facts.min_side} px{named}")
             choices.append(Choice("data.img_size", size, why, "data.img_size=N"))
     if "train.batch_size" not in explicit:
         batch = min(cfg.train.batch_size, facts.n_images)

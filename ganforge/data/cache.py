@@ -249,7 +249,7 @@ def warn_skipped(ds: ImageDataset) -> None:
     names = getattr(ds, "skipped_files", None) or []
     shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
     warnings.warn(f"{ds.name}: {ds.skipped} unreadable image(s) were skipped ({shown}); pass "
-                  f"strict=True to fail instead", DataWarning, stacklevel=4)
+                  f"--strict (data.strict=true) to fail instead", DataWarning, stacklevel=4)
 
 
 def lookup(key: str, *, strict: bool = False) -> Optional[ImageDataset]:

@@ -1,7 +1,8 @@
 """Class names typed by people: ``--class sneaker``, ``--class t-shirt-top``, ``--class 7``.
 
-Matching ignores case and treats ``-``, ``_``, spaces and ``/`` alike (runs of them count as
-one), so ``T-shirt/top`` is found as ``t-shirt-top``, ``t_shirt top`` or ``T-SHIRT/TOP``. An
+Matching ignores case and treats ``-``, ``_``, spaces, ``/`` and ``&`` (or the word "and")
+alike (runs of them count as one), so ``T-shirt/top`` is found as ``t-shirt-top``, ``t_shirt
+top`` or ``T-SHIRT/TOP``, and the emoji group ``Food & Drink`` as ``food-drink``. An
 exact (normalised) name wins over an index, so folder classes called ``3`` and ``7`` are found
 by name; otherwise a whole number is a class index.
 """
@@ -18,12 +19,15 @@ class UnknownClassError(DataError):
     """A class that the run does not have; the message lists the ones it has."""
 
 
-_SEP = re.compile(r"[-_ /]+")
+#: separators: -, _, space, / and & (and the word "and" between them), runs of them as one
+_SEP = re.compile(r"(?:[-_ /&]|(?<![a-z0-9])and(?![a-z0-9]))+")
 
 
 def normalize_class_name(name: str) -> str:
-    """Lower case, with every run of ``-``, ``_``, `` `` or ``/`` made one ``-``."""
-    return _SEP.sub("-", str(name).strip().lower()).strip("-")
+    """Lower case, with every run of ``-``, ``_``, `` ``, ``/``, ``&`` or the word ``and``
+    made one ``-``."""
+    low = str(name).strip().lower()
+    return _SEP.sub("-", low).strip("-") or low     # a class called "and" (or "&") stays
 
 
 def describe_classes(class_names: Sequence[str]) -> str:
@@ -50,4 +54,4 @@ def resolve_class(spec: str | int, class_names: Sequence[str]) -> int:
     hint = f"did you mean {' or '.join(repr(names[normed.index(c)]) for c in close)}? " if close else ""
     raise UnknownClassError(f"--class {text!r}: unknown class; {hint}this run's classes are "
                             f"{describe_classes(names)} (give a name, in any case and with "
-                            f"'-', '_', ' ' or '/' between words, an index, or 'all')")
+                            f"'-', '_', ' ', '/' or '&' between words, an index, or 'all')")

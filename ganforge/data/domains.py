@@ -51,7 +51,7 @@ def find_class(wanted: str, class_names: List[str], where: str) -> int:
         return hits[0]
     valid = ", ".join(normalize_class(c) for c in class_names)
     raise DataError(f"{where}: no class '{wanted}'; valid classes: {valid} "
-                    f"(case and -/_/space/'/' do not matter)")
+                    f"(case and -/_/space/'/'/'&' do not matter)")
 
 
 # --------------------------------------------------------------------------- specs

@@ -88,6 +88,23 @@ def class_labels(folder: Path, files: List[Path]) -> Tuple[Optional[List[str]], 
     return names, [index[t] for t in tops]
 
 
+def loose_images(folder: Path) -> str:
+    """Why a folder with class subfolders has no labels, or "": when images lie at its top
+    level beside two or more subfolders holding images, the subfolders are not read as
+    classes (:func:`class_labels`); the text names them and the fix."""
+    try:
+        files, _ = scan(folder)
+    except OSError:
+        return ""
+    loose = [p for p in files if p.parent == folder]
+    subs = {p.relative_to(folder).parts[0] for p in files if p.parent != folder}
+    if not loose or len(subs) < 2:
+        return ""
+    return (f"{folder} has {len(loose)} image(s) at its top level (e.g. {loose[0].name}) beside "
+            f"its {len(subs)} class subfolders, so the subfolders are not read as classes; "
+            f"move those images into a class subfolder or out of the folder")
+
+
 class _Skips:
     """Collects unreadable files: warns (a bounded number of times) or raises under strict."""
 
@@ -98,8 +115,8 @@ class _Skips:
     def add(self, path: Path, err: BaseException) -> None:
         reason = str(unreadable(path, err))          # starts with the file's path
         if self.strict:
-            raise DataError(f"{reason}; fix or delete the file, or run without strict to skip "
-                            f"unreadable images") from None
+            raise DataError(f"{reason}; fix or delete the file, or run without --strict (data.strict=false) "
+                            f"to skip unreadable images") from None
         self.files.append(str(path))
         if len(self.files) <= MAX_WARNINGS:
             warnings.warn(f"skipping unreadable image {reason}", DataWarning, stacklevel=4)

@@ -96,6 +96,19 @@ def parse_spec(spec: str) -> DataSpec:
     return DataSpec(spec)
 
 
+def absolute_spec(spec: str) -> str:
+    """``spec`` with a local path made absolute (``~`` expanded), split and class kept; a
+    registered name, or a path that does not exist, comes back unchanged. A run stores its
+    data this way, so ``--resume``, ``eval`` and ``sample`` work from any directory."""
+    parsed = parse_spec(spec)
+    if parsed.named:
+        return spec
+    p = local_path(parsed.source)
+    if not path_exists(p):
+        return spec
+    return str(DataSpec(str(p.resolve()), parsed.split, parsed.cls))
+
+
 def dataset_source(spec: str) -> str:
     """The dataset a spec draws from, without split or class: ``fashion-mnist:test`` ->
     ``fashion-mnist``; a path -> the path (what an evaluator is trained on and keyed by)."""

@@ -60,6 +60,8 @@ from ganforge import models, scoring
 from ganforge.config import ConfigError
 from ganforge.data.base import DataError
 from ganforge.data.classes import resolve_class
+from ganforge.data.folder import loose_images
+from ganforge.data.spec import local_path, path_is_dir
 from ganforge.distributed import SINGLE, DistInfo, local_slice
 from ganforge.errors import EvalError, UserError
 from ganforge.losses import LOSSES, d_prob
@@ -274,6 +276,10 @@ class ConditionalGANTask(GANTask):
     @classmethod
     def describe_data(cls, data) -> DataInfo:
         labels = getattr(data, "labels", None)
+        source = local_path(str(getattr(data, "source", "") or ""))
+        loose = loose_images(source) if labels is None and path_is_dir(source) else ""
+        if loose:
+            raise DataError(f"--task conditional: {loose}")
         if labels is None:
             raise DataError(
                 f"dataset '{getattr(data, 'name', data)}' has no class labels, and --task "
