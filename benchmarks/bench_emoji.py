@@ -92,7 +92,7 @@ def real_row(n: int) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("presets", nargs="*",
                     default=["dcgan-emoji", "dcgan-resize-emoji", "fastgan-emoji"])
     ap.add_argument("--few-shot", default="", help="preset for the 100-image folder run")

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ganforge.errors import RunError, UserError
-from ganforge.files import (atomic_link, atomic_save, disk_full_errno, remove_stale_temps)
+from ganforge.files import (IMAGE_EXTENSIONS, atomic_link, atomic_save, disk_full_errno, remove_stale_temps)
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest.pt"
@@ -517,8 +517,25 @@ def _no_good(d: Path, notes: List[str]) -> CheckpointError:
 def _missing(path: Path, shown: Any) -> CheckpointError:
     if path.is_dir() and path.suffix == ".pt":
         return CheckpointError(f"'{shown}' is a directory, not a checkpoint file")
+    if path.is_dir() and not (path / CKPT_DIR).exists() and _holds_images(path):
+        return CheckpointError(f"'{shown}' is a folder of images, not a run; give a run folder "
+                               f"(the --out of ganforge train) or a checkpoint file")
     return CheckpointError(f"no checkpoint in '{shown}' (looked for {path / CKPT_DIR / LATEST}); "
                            f"train first with `ganforge train --out {shown}`")
+
+
+def _holds_images(folder: Path, look: int = 50) -> bool:
+    """Whether the first ``look`` entries of ``folder`` include an image file."""
+    try:
+        for i, entry in enumerate(folder.iterdir()):
+            if i >= look:
+                break
+            if entry.suffix.lower() in IMAGE_EXTENSIONS or (entry.is_dir() and any(
+                    q.suffix.lower() in IMAGE_EXTENSIONS for q in list(entry.iterdir())[:look])):
+                return True
+    except OSError:
+        return False
+    return False
 
 
 def _resolve(path: str | Path, which: str, map_location: Any) -> Tuple[Path, Optional[Dict[str, Any]], Optional[Tuple]]:

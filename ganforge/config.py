@@ -772,7 +772,9 @@ def load_yaml(path_or_name: str | Path) -> Dict[str, Any]:
     deeply) is a ConfigError naming it."""
     p = Path(path_or_name)
     if not _exists(p):
-        cand = PRESET_DIR / f"{path_or_name}.yaml"
+        name = str(path_or_name)
+        # a preset by name, also written as its file name (dcgan-emoji.yaml)
+        cand = PRESET_DIR / (name if name.endswith(".yaml") and "/" not in name else f"{name}.yaml")
         if _exists(cand):
             p = cand
         else:

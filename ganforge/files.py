@@ -53,6 +53,9 @@ from ganforge.errors import UserError
 
 import torch
 
+#: File extensions read as images (folders of images, and telling such a folder from a run).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 SLOW_WRITE_ENV = "GANFORGE_TEST_SLOW_WRITE"

@@ -60,6 +60,11 @@ def test_unknown_key_is_an_error_naming_it(tmp_path, capsys):
     assert "train.lr_gg" in err and "train.lr_g" in err
 
 
+def test_preset_by_its_file_name(capsys):
+    assert main(["train", "--config", "dcgan-emoji.yaml", "--print-config"]) == 0
+    assert "name: emoji" in capsys.readouterr().out
+
+
 def test_wrong_type_flag_value(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "r"), "log.sample_every=often"]) == 2
     assert "log.sample_every" in capsys.readouterr().err
@@ -112,10 +117,14 @@ def test_loose_images_beside_class_folders_are_named(tmp_path, img_folder, capsy
     assert "stray.png" in err and "2 class subfolders" in err
 
 
-def test_sample_without_checkpoint_is_clear(tmp_path, capsys):
+def test_sample_without_checkpoint_is_clear(tmp_path, img_folder, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["sample", str(tmp_path / "empty")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    # a folder of images is not a run (and no `train --out PHOTOS` is suggested)
+    assert main(["sample", str(img_folder)]) == 2
+    err = capsys.readouterr().err
+    assert "folder of images, not a run" in err and "--out" in err and "train --out" not in err
 
 
 def test_list(capsys):
