@@ -58,11 +58,19 @@ def _train_config(args: argparse.Namespace) -> Config:
     if args.epochs is not None and args.steps is None:
         cfg = cfg.with_overrides({"train.steps": 0})
     cfg = cfg.with_overrides(parse_pairs(args.overrides), where="override")
-    if cfg.data.name and absolute_spec(cfg.data.name) != cfg.data.name:
+    data = absolute_spec(cfg.data.name) if cfg.data.name else ""
+    if data != cfg.data.name:
         # a folder given relative to here: stored absolute, so the run can be resumed,
         # evaluated and sampled from any directory
-        cfg = cfg.with_overrides({"data.name": absolute_spec(cfg.data.name)}, where="flag")
+        cfg = cfg.with_overrides({"data.name": data}, where="flag")
     return resolve_config(cfg)
+
+
+def _trainer(cfg: Config, args: argparse.Namespace) -> Trainer:
+    """The Trainer of ``train`` and ``distill``; a refused run leaves no empty run folder."""
+    with rundir.removed_if_unused(Path(cfg.out or default_run_dir(cfg))):
+        return Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
+                       callbacks=[WriteReport()])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -74,10 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(cfg.dump_yaml())
         return 0
     try:
-        with rundir.removed_if_unused(Path(cfg.out or default_run_dir(cfg))):
-            trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
-                              callbacks=[WriteReport()])
-        summary = trainer.fit()
+        summary = _trainer(cfg, args).fit()
     finally:
         distributed.shutdown()
     return 130 if summary.get("interrupted") else 0
@@ -113,10 +118,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         print(cfg.dump_yaml())
         return 0
     try:
-        with rundir.removed_if_unused(Path(cfg.out or default_run_dir(cfg))):
-            trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
-                              callbacks=[WriteReport()])
-        summary = trainer.fit()
+        summary = _trainer(cfg, args).fit()
     finally:
         distributed.shutdown()
     return 130 if summary.get("interrupted") else 0
@@ -331,6 +333,7 @@ def _internal_error(command: str, exc: BaseException) -> int:
 
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_python_format_warning = warnings.formatwarning
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
@@ -339,9 +342,6 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     if str(filename).startswith(_PACKAGE_DIR):
         return f"ganforge: warning: {message}\n"
     return _python_format_warning(message, category, filename, lineno, line)
-
-
-_python_format_warning = warnings.formatwarning
 
 
 def main(argv: Optional[List[str]] = None) -> int:
