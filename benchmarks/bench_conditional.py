@@ -33,9 +33,9 @@ PRESETS = ("dcgan-fashion-mnist", "cdcgan-fashion-mnist")
 
 
 def cmd_speed(args) -> int:
-    from ganforge.config import load_config
+    from ganforge.core.config import load_config
     from ganforge.data import load_dataset
-    from ganforge.trainer import Trainer
+    from ganforge.training.trainer import Trainer
     torch.set_num_threads(args.threads)
     ds = None
     trainers = {}
@@ -67,9 +67,10 @@ def cmd_speed(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from ganforge import evaluate, scoring
-    from ganforge.metrics.conditional import format_conditional
-    from ganforge.runs import load_run
+    from ganforge.use import evaluate
+    from ganforge.metrics import scoring
+    from ganforge.metrics.per_class import format_conditional
+    from ganforge.use.load import load_run
     ev = scoring.get_extractor("domain", data_spec="fashion-mnist", img_size=32,
                                 weights=args.evaluator)
     res = {"evaluator": str(ev.path), "evaluator_accuracy": ev.accuracy}

@@ -51,7 +51,7 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ganforge import models  # noqa: E402
-from ganforge.config import load_config  # noqa: E402
+from ganforge.core.config import load_config  # noqa: E402
 
 
 # --------------------------------------------------------------------------- the hand loop
@@ -179,7 +179,7 @@ class HandCycleGAN:
 
 # --------------------------------------------------------------------------- timing
 def time_ours(cfg, pair, steps, warmup):
-    from ganforge.trainer import Trainer
+    from ganforge.training.trainer import Trainer
     tr = Trainer(cfg, dataset=pair, quiet=True)
     for _ in range(warmup):
         tr.step()
@@ -233,7 +233,7 @@ def make_config(preset="cyclegan-sneaker-boot", threads=0, overrides=None):
 
 
 def bench(args) -> None:
-    from ganforge.tasks.cyclegan import CycleGANTask
+    from ganforge.training.tasks.cyclegan import CycleGANTask
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = make_config(args.config, args.threads, dict(kv.split("=", 1) for kv in args.overrides))
@@ -260,8 +260,8 @@ def bench(args) -> None:
 
 
 def evaluate(args) -> None:
-    from ganforge.runs import load_run
-    from ganforge.tasks.cyclegan import format_translation
+    from ganforge.use.load import load_run
+    from ganforge.training.tasks.cyclegan import format_translation
     if args.threads:
         torch.set_num_threads(args.threads)
     scores = load_run(args.eval).translation_scores(evaluator=args.evaluator, n=args.n)

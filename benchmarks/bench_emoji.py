@@ -36,9 +36,9 @@ import torch
 from PIL import Image
 
 import ganforge
-from ganforge import scoring
+from ganforge.metrics import scoring
 from ganforge.data import load_dataset
-from ganforge.report.images import save_grid
+from ganforge.render.images import save_grid
 from results_io import save
 
 COLS = [("fid", "FID", 1), ("kid_mean", "KID", 2), ("precision", "precision", 3),

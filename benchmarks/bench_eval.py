@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from ganforge import scoring
+from ganforge.metrics import scoring
 from ganforge.metrics import extract_features
-from ganforge.runs import load_run
+from ganforge.use.load import load_run
 
 
 def main() -> int:

@@ -61,7 +61,7 @@ def train(name: str, args) -> Dict:
 
 
 def score(name: str, args) -> Dict:
-    from ganforge import evaluate
+    from ganforge.use import evaluate
     res = evaluate.evaluate_run(str(Path(args.runs) / name), n=args.n, metrics=["fid", "kid", "pr"],
                                 extractor="domain", progress=False)
     return {k: res[k] for k in ("fid", "kid_mean", "precision", "recall", "generator") if k in res}

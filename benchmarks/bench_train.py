@@ -27,7 +27,7 @@ single-thread speed) and compare ratios rather than absolute numbers.
 What is compared, for each configuration (same data, architecture, widths, batch, optimiser,
 device):
 
-* **ours**: ``ganforge.trainer.Trainer(cfg, dataset=load_dataset(...), quiet=True)`` with all
+* **ours**: ``ganforge.training.trainer.Trainer(cfg, dataset=load_dataset(...), quiet=True)`` with all
   logging/sampling/checkpointing effectively off; after a few warm-up steps, ``trainer.step()``
   is timed (one step = one D update + one G update on one batch of real images). The library's
   defaults are used (``train.channels_last=True``; the training set resident on the device,
@@ -418,8 +418,8 @@ def library_dataset(bc: BenchConfig, cache: Dict):
 def make_trainer(bc: BenchConfig, dataset, *, channels_last: bool, threads: int, out: str,
                  extra: Optional[Dict] = None, device: str = "cpu", amp: str = "none",
                  compile: bool = False):
-    from ganforge.config import Config
-    from ganforge.trainer import Trainer
+    from ganforge.core.config import Config
+    from ganforge.training.trainer import Trainer
     big = 10 ** 9
     overrides = {
         "data.name": "fashion-mnist", "data.img_size": bc.img_size, "data.channels": bc.channels,
@@ -523,14 +523,14 @@ def bench_config(bc: BenchConfig, args, peaks: Peaks, ds_cache: Dict, hand_ds_ca
         cfg = bcg.make_config(bc.preset, threads, over)
         key = ("cyclegan", bc.preset)
         if key not in ds_cache:
-            from ganforge.tasks.cyclegan import CycleGANTask
+            from ganforge.training.tasks.cyclegan import CycleGANTask
             ds_cache[key] = CycleGANTask.load_data(cfg)
         pair = ds_cache[key]
         bc = replace(bc, img_size=pair.img_size, channels=pair.channels, width=cfg.model.g_width,
                      batch=cfg.train.batch_size)
 
         def build_ours(channels_last: bool, extra: Optional[Dict] = None):
-            from ganforge.trainer import Trainer
+            from ganforge.training.trainer import Trainer
             c = cfg.with_overrides({"train.channels_last": channels_last, **(extra or {})})
             return Trainer(c, dataset=pair, quiet=True)
 

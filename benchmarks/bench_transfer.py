@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import ganforge
-from ganforge import scoring
+from ganforge.metrics import scoring
 from ganforge.data import load_dataset
 from results_io import save
 

@@ -21,7 +21,7 @@ import time
 
 import ganforge
 from results_io import save
-from ganforge import scoring
+from ganforge.metrics import scoring
 
 
 def main() -> int:

@@ -96,7 +96,7 @@ def apply_fused(tr) -> None:
 
 def _concat_loss(self, phase, batch, *, last_repeat=True):
     if phase == "D" and last_repeat:
-        from ganforge.losses import d_prob
+        from ganforge.losses.adversarial import d_prob
         real = batch[0]
         n = real.shape[0]
         fake = self.G(self.noise(n))

@@ -12,27 +12,31 @@ import warnings
 from pathlib import Path
 from typing import List, NoReturn, Optional
 
-from ganforge import distributed, evaluate, models
-from ganforge.api import add_interpolate_parser, add_progress_parser
-from ganforge.argtypes import at_least, positive
-from ganforge.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
-from ganforge.config import Config, ConfigError, help_config, load_yaml, merge, parse_pairs, preset_names
+from ganforge.core import distributed
+
+from ganforge.use import evaluate
+
+from ganforge import models
+from ganforge.use.api import add_interpolate_parser, add_progress_parser
+from ganforge.core.argtypes import at_least, positive
+from ganforge.core.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
+from ganforge.core.config import Config, ConfigError, help_config, load_yaml, merge, parse_pairs, preset_names
 from ganforge.data import DATASETS
 from ganforge.data.spec import absolute_spec
-from ganforge.errors import GanforgeError, UserError
-from ganforge.evaluator import add_evaluator_parser
-from ganforge.export import add_export_parser
-from ganforge.run_report import WriteReport, add_report_parser
-from ganforge.losses import LOSSES
+from ganforge.core.errors import GanforgeError, UserError
+from ganforge.metrics.domain.train import add_evaluator_parser
+from ganforge.use.export import add_export_parser
+from ganforge.use.report import WriteReport, add_report_parser
+from ganforge.losses.adversarial import LOSSES
 from ganforge.metrics import DEFAULT_METRICS, EXTRACTORS, METRICS
-from ganforge.sampling import sample_to_file
-from ganforge.serve import add_serve_parser
-from ganforge.scoring import MIN_EVAL_IMAGES, parse_metrics
-from ganforge.tasks import TASKS, resolve_config
-from ganforge.trainer import Trainer, default_run_dir
-from ganforge.training import rundir
-from ganforge.translate import add_translate_parser
-from ganforge.tune import add_tune_parser
+from ganforge.use.sample import sample_to_file
+from ganforge.use.serve import add_serve_parser
+from ganforge.metrics.scoring import MIN_EVAL_IMAGES, parse_metrics
+from ganforge.training.tasks import TASKS, resolve_config
+from ganforge.training.trainer import Trainer, default_run_dir
+from ganforge.training import claim
+from ganforge.use.translate import add_translate_parser
+from ganforge.training.tune import add_tune_parser
 
 
 # --------------------------------------------------------------------------- train
@@ -68,7 +72,7 @@ def _train_config(args: argparse.Namespace) -> Config:
 
 def _trainer(cfg: Config, args: argparse.Namespace) -> Trainer:
     """The Trainer of ``train`` and ``distill``; a refused run leaves no empty run folder."""
-    with rundir.removed_if_unused(Path(cfg.out or default_run_dir(cfg))):
+    with claim.removed_if_unused(Path(cfg.out or default_run_dir(cfg))):
         return Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
                        callbacks=[WriteReport()])
 
@@ -366,7 +370,7 @@ def _main(argv: Optional[List[str]]) -> int:
         return 2
     try:
         return args.func(args)
-    except GanforgeError as e:      # every error ganforge raises on purpose (ganforge/errors.py)
+    except GanforgeError as e:      # every error ganforge raises on purpose (ganforge/core/errors.py)
         print(f"ganforge {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

@@ -45,5 +45,5 @@ def shapes(tmp_path):
 
 @pytest.fixture
 def evaluator(shapes):
-    from ganforge.evaluator import train_evaluator
+    from ganforge.metrics.domain.train import train_evaluator
     return train_evaluator(str(shapes), epochs=3, batch_size=32, progress=False)

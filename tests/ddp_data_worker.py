@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ganforge import distributed
-from ganforge.config import Config
-from ganforge.tasks import TASKS
+from ganforge.core import distributed
+from ganforge.core.config import Config
+from ganforge.training.tasks import TASKS
 
 
 def status() -> dict:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from ganforge import distributed
-from ganforge.config import Config
-from ganforge.trainer import Trainer
+from ganforge.core import distributed
+from ganforge.core.config import Config
+from ganforge.training.trainer import Trainer
 
 
 def main() -> None:

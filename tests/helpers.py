@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ganforge.checkpoint import load_checkpoint
-from ganforge.config import Config
+from ganforge.core.checkpoint import load_checkpoint
+from ganforge.core.config import Config
 from ganforge.data import ImageDataset
 from ganforge.data.domains import DomainPair
 
@@ -250,7 +250,7 @@ def _domains_on_disk(root: Path):
             "cyclegan.domain_b": str(folder / "dim")}, folder
 
 
-#: a kit for every registered task (ganforge.tasks.TASKS); a new task needs one here
+#: a kit for every registered task (ganforge.training.tasks.TASKS); a new task needs one here
 TASK_KITS: Dict[str, TaskKit] = {
     "gan": TaskKit(tiny_cfg, lambda: blobs(n=64), _noise_on_disk(lambda: blobs(n=64))),
     "conditional": TaskKit(cond_cfg, bars, _noise_on_disk(lambda: bars(n=48))),

@@ -1,5 +1,5 @@
-"""The Python API (``ganforge.load`` -> :class:`ganforge.api.Generator`), the truncation trick
-and noise paths (:mod:`ganforge.latent`), and ``ganforge interpolate`` / ``progress`` /
+"""The Python API (``ganforge.load`` -> :class:`ganforge.use.api.Generator`), the truncation trick
+and noise paths (:mod:`ganforge.models.latent`), and ``ganforge interpolate`` / ``progress`` /
 ``sample --truncation``, on tiny runs trained here (width 4, 16 px, a few steps)."""
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 import ganforge
-from ganforge.api import Generator, load
-from ganforge.checkpoint import numbered_checkpoints
+from ganforge.use.api import Generator, load
+from ganforge.core.checkpoint import numbered_checkpoints
 from ganforge.cli import main
-from ganforge.errors import UserError
-from ganforge.latent import interpolate_noise, slerp, truncated_randn
-from ganforge.trainer import Trainer
+from ganforge.core.errors import UserError
+from ganforge.models.latent import interpolate_noise, slerp, truncated_randn
+from ganforge.training.trainer import Trainer
 from tests.helpers import bars, blobs, cond_cfg, cyclegan_cfg, domain_pair, save_pngs, squares, tiny_cfg
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -210,7 +210,7 @@ def test_cli_errors_are_one_line_exit_2(gan_run, cycle_run, tmp_path, capsys, ar
              "CYCLE": str(cycle_run)}
     argv = [subst.get(a, a) for a in argv]
     argv += [] if "--out" in argv else ["--out", str(tmp_path / "x.gif" if argv[0] != "sample" else tmp_path / "x.png")]
-    from ganforge.api import ffmpeg_exe
+    from ganforge.use.api import ffmpeg_exe
     if "walk.mp4" in argv:
         if ffmpeg_exe() is not None:
             pytest.skip("an ffmpeg encoder is installed here")

@@ -1,4 +1,4 @@
-"""The high-frequency artefact ratio (ganforge/metrics/spectral.py) and DCGAN's
+"""The high-frequency artefact ratio (ganforge/metrics/frequency.py) and DCGAN's
 resize-convolution generator (model.upsample), issue 17 parts 2 and 3."""
 import math
 
@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from ganforge import models
-from ganforge.config import Config, ConfigError
+from ganforge.core.config import Config, ConfigError
 from ganforge.metrics import DEFAULT_METRICS, METRICS, compute_metrics
-from ganforge.metrics.spectral import (SpectralStats, high_frequency_share, hf_ratio,
+from ganforge.metrics.frequency import (SpectralStats, high_frequency_share, hf_ratio,
                                        spectral_share)
-from ganforge.report.curves import plot_curves
-from ganforge.tasks import resolve_config
+from ganforge.render.curves import plot_curves
+from ganforge.training.tasks import resolve_config
 
 
 def _smooth(n=16, c=3, size=32, seed=0):
@@ -135,8 +135,8 @@ def test_config_key_and_family_check():
 @pytest.mark.parametrize("task", ["gan", "conditional"])
 def test_trains_and_resumes_through_a_checkpoint(tmp_path, task):
     from ganforge.data import ImageDataset
-    from ganforge.runs import load_run
-    from ganforge.trainer import Trainer
+    from ganforge.use.load import load_run
+    from ganforge.training.trainer import Trainer
     g = torch.Generator().manual_seed(0)
     ds = ImageDataset(images=torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=g),
                       labels=torch.arange(16) % 2, class_names=["a", "b"], name="tiny", source="memory")

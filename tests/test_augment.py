@@ -4,9 +4,9 @@ import itertools
 import pytest
 import torch
 
-from ganforge.data.augment import CLASSIC_OPS, AugmentedLoader, ClassicAugment
+from ganforge.data.classic_augment import CLASSIC_OPS, AugmentedLoader, ClassicAugment
 from ganforge.data.batching import BatchLoader
-from ganforge.regularize.augment import (ADA, OPS, DiffAugment, color, cutout, erase_squares,
+from ganforge.regularize.diffaugment import (ADA, OPS, DiffAugment, color, cutout, erase_squares,
                                          shift_images, translation)
 
 ALL_OPS = OPS.names()

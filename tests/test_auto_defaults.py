@@ -1,5 +1,5 @@
 """A folder trains with no flags (issue 17 part 0): defaults chosen from the data
-(ganforge/data/auto.py), the explicit keys recorded by ganforge/config.py, and every explicit
+(ganforge/data/auto.py), the explicit keys recorded by ganforge/core/config.py, and every explicit
 flag, preset value or override winning over a chosen default."""
 import dataclasses
 import io
@@ -11,11 +11,11 @@ import yaml
 from PIL import Image
 
 from ganforge.cli import main
-from ganforge.config import Config, all_keys, explicit_keys, load_config
+from ganforge.core.config import Config, all_keys, explicit_keys, load_config
 from ganforge.data.auto import (MAX_AUTO_SIZE, SMALL_DATA, FolderFacts, choose_data_defaults,
                                 scan_folder, training_folder)
 from ganforge.models.dcgan import plan
-from ganforge.tasks import resolve_config
+from ganforge.training.tasks import resolve_config
 
 
 def _dcgan_fits(size: int) -> bool:

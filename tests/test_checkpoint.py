@@ -1,6 +1,6 @@
 """Checkpoints: durable atomic writes, full disks, checksums, fallback to the newest good one,
-pruning that keeps a verifying one, and loading that never runs code (ganforge/checkpoint.py,
-ganforge/files.py)."""
+pruning that keeps a verifying one, and loading that never runs code (ganforge/core/checkpoint.py,
+ganforge/core/files.py)."""
 import errno
 import io
 import os
@@ -19,12 +19,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ganforge import checkpoint as ckpt
-from ganforge import files
-from ganforge.checkpoint import (CheckpointError, CheckpointWarning, CheckpointWriteError,
+from ganforge.core import checkpoint as ckpt
+from ganforge.core import files
+from ganforge.core.checkpoint import (CheckpointError, CheckpointWarning, CheckpointWriteError,
                                  find_checkpoint, latest_step, load_checkpoint, load_latest_good,
                                  save_best, save_checkpoint, state_checksum)
-from ganforge.errors import RunError, UserError
+from ganforge.core.errors import RunError, UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -228,7 +228,7 @@ def test_sigkill_inside_a_slow_checkpoint_write_keeps_latest(tmp_path):
     save_checkpoint(state(1), run, 1)
     script = textwrap.dedent(f"""
         import torch
-        from ganforge.checkpoint import save_checkpoint
+        from ganforge.core.checkpoint import save_checkpoint
         save_checkpoint({{"step": 2, "w": torch.randn(200000)}}, {str(run)!r}, 2)
     """)
     env = {**os.environ, files.SLOW_WRITE_ENV: "30"}
@@ -320,8 +320,8 @@ def test_injected_crash_mid_checkpoint_leaves_latest_intact(tmp_path, monkeypatc
 
 _FULL_DISK_SCRIPT = """
 import json, resource, signal, sys, torch
-from ganforge.checkpoint import CheckpointWriteError, save_checkpoint
-from ganforge.errors import RunError
+from ganforge.core.checkpoint import CheckpointWriteError, save_checkpoint
+from ganforge.core.errors import RunError
 run, first = sys.argv[1], sys.argv[2] == "1"
 if first:
     save_checkpoint({"step": 1, "w": torch.zeros(10)}, run, 1)
@@ -705,7 +705,7 @@ def test_missing_paths_keep_their_messages(tmp_path):
 
 # --------------------------------------------------------------------------- with the trainer
 def test_resume_after_a_truncated_newest_checkpoint_uses_the_older_one(tmp_path):
-    from ganforge.trainer import Trainer
+    from ganforge.training.trainer import Trainer
     from tests.helpers import blobs, tiny_cfg
     run = tmp_path / "run"
     Trainer(tiny_cfg(run), dataset=blobs(), quiet=True).fit()

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from ganforge.cli import main
-from ganforge.checkpoint import load_checkpoint
+from ganforge.core.checkpoint import load_checkpoint
 from tests.helpers import require_fashion_mnist
 
 
@@ -247,7 +247,7 @@ def test_sample_errors_are_one_line(tmp_path, img_folder, capsys):
 
 
 def test_eval_with_too_few_images_names_the_side(tmp_path, capsys):
-    from ganforge.evaluator import train_evaluator
+    from ganforge.metrics.domain.train import train_evaluator
     root = tmp_path / "shapes"
     g = np.random.default_rng(0)
     for cls in ("a", "b"):

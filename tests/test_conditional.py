@@ -12,19 +12,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganforge.checkpoint import load_checkpoint
+from ganforge.core.checkpoint import load_checkpoint
 from ganforge.cli import main
-from ganforge.config import ConfigError
+from ganforge.core.config import ConfigError
 from ganforge.data import DataError, ImageDataset
 from ganforge.data.balanced import BalancedBatchLoader
 from ganforge.data.batching import BatchLoader
 from ganforge.data.classes import UnknownClassError, normalize_class_name, resolve_class
-from ganforge.losses import get_loss
-from ganforge.metrics.conditional import conditional_scores
+from ganforge.losses.adversarial import get_loss
+from ganforge.metrics.per_class import conditional_scores
 from ganforge.models import build, family_names, from_spec
 from ganforge.models.conditioning import RECIPES, cond_family_names, recipe
-from ganforge.tasks.conditional import ConditionalGANTask, mismatched_labels
-from ganforge.trainer import Trainer
+from ganforge.training.tasks.conditional import ConditionalGANTask, mismatched_labels
+from ganforge.training.trainer import Trainer
 from tests.helpers import K, SIZE, W, Z, assert_resume_exact, bars, cond_cfg, require_fashion_mnist
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -249,7 +249,7 @@ def test_class_weights_inverse_frequency():
     # the weighted D loss is the w-weighted mean of the real half plus the fake half
     r, f = torch.randn(6), torch.randn(6)
     y = torch.tensor([0, 0, 1, 1, 2, 2])
-    from ganforge.tasks.conditional import weighted_d_loss
+    from ganforge.training.tasks.conditional import weighted_d_loss
     got = weighted_d_loss(task.objective, r, f, w[y])
     wy = w[y]
     expect = (wy * F.softplus(-r)).sum() / wy.sum() + F.softplus(f).mean()
@@ -450,8 +450,8 @@ def test_conditional_scores():
 
 def test_evaluate_conditional_end_to_end(cond_run):
     """With a stand-in evaluator (which half holds the bar) on the run's own data."""
-    from ganforge.metrics.conditional import format_conditional
-    from ganforge.runs import load_run
+    from ganforge.metrics.per_class import format_conditional
+    from ganforge.use.load import load_run
     from ganforge.metrics.extractors import FeatureExtractor
 
     class Halves(FeatureExtractor):

@@ -5,8 +5,8 @@ import typing
 import pytest
 import yaml
 
-from ganforge.tasks import DEFAULT_TASK, registered_names, resolve_config
-from ganforge.config import (REGISTRY_KINDS, Config, ConfigError, all_keys, check_names, check_values,
+from ganforge.training.tasks import DEFAULT_TASK, registered_names, resolve_config
+from ganforge.core.config import (REGISTRY_KINDS, Config, ConfigError, all_keys, check_names, check_values,
                              help_config, key_spec, load_config, load_yaml, merge, preset_names, schema,
                              set_key)
 

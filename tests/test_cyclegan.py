@@ -15,18 +15,18 @@ import torch.nn as nn
 from PIL import Image
 
 from ganforge import models
-from ganforge.checkpoint import CheckpointError, load_checkpoint
+from ganforge.core.checkpoint import CheckpointError, load_checkpoint
 from ganforge.cli import main
-from ganforge.config import Config, ConfigError, load_config
+from ganforge.core.config import Config, ConfigError, load_config
 from ganforge.data import DataError
 from ganforge.data.domains import (TwoDomainLoader, domain_specs, find_class,
                                    load_domain, load_domain_pair, normalize_class, parse_domain)
 from ganforge.data.idx import write_idx
-from ganforge.losses import get_loss
+from ganforge.losses.adversarial import get_loss
 from ganforge.models.cyclegan import PatchGANDiscriminator, ResnetGenerator, receptive_field
 from ganforge.regularize.image_pool import ImagePool
-from ganforge.tasks.cyclegan import CycleGANTask
-from ganforge.trainer import Trainer
+from ganforge.training.tasks.cyclegan import CycleGANTask
+from ganforge.training.trainer import Trainer
 from tests.helpers import (assert_resume_exact, cyclegan_cfg, domain_pair, require_fashion_mnist,
                            save_pngs, squares, unlabeled)
 
@@ -124,7 +124,7 @@ def test_paper_architecture_reflection_padding_and_instance_norm():
 
 def test_stacked_calls_equal_separate_calls():
     """The task runs G on [x; y] and D on [real; fake] in one call: per-image norms only."""
-    from ganforge.tasks.cyclegan import run_stacked
+    from ganforge.training.tasks.cyclegan import run_stacked
     torch.manual_seed(0)
     x, y = torch.rand(3, 1, 28, 28) * 2 - 1, torch.rand(2, 1, 28, 28) * 2 - 1
     for net in (ResnetGenerator(img_size=28, channels=1, width=4, n_blocks=1),
@@ -460,7 +460,7 @@ def test_translate_run_test(tmp_path):
 
 
 def test_rebuild_from_checkpoint_alone(trained_run, tmp_path):
-    from ganforge.translate import load_translator
+    from ganforge.use.translate import load_translator
     ck = tmp_path / "only.pt"
     ck.write_bytes((trained_run / "checkpoints" / "latest.pt").read_bytes())
     model = load_translator(ck)
@@ -492,7 +492,7 @@ class StubEvaluator:
 
 
 def test_evaluate_translation_with_an_evaluator(tmp_path):
-    from ganforge.runs import load_run
+    from ganforge.use.load import load_run
 
     def evaluate_translation(run, **kw):
         return load_run(run).translation_scores(**kw)

@@ -61,8 +61,8 @@ def test_two_processes_share_one_mapped_copy(tmp_path, monkeypatch):
                                     "resnet-256-folder", "r3gan-128-folder", "r3gan-256-folder"])
 def test_high_resolution_presets_train_one_step(tmp_path, monkeypatch, preset):
     """Each 128/256 px preset, at tiny widths, on 8 random RGB images at its size: one step."""
-    from ganforge.config import load_config, preset_names
-    from ganforge.trainer import Trainer
+    from ganforge.core.config import load_config, preset_names
+    from ganforge.training.trainer import Trainer
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
     assert preset in preset_names()
     size = int(preset.split("-")[1])

@@ -7,8 +7,8 @@ import torch
 
 import ganforge
 from ganforge.cli import main
-from ganforge.config import ConfigError
-from ganforge.trainer import Trainer
+from ganforge.core.config import ConfigError
+from ganforge.training.trainer import Trainer
 from tests.helpers import TASK_KITS, blobs, save_class_folders
 
 QUIET = {"log.progress": False, "log.tensorboard": False, "log.gif": False}

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.checkpoint import load_checkpoint
-from ganforge.config import Config
-from ganforge.trainer import Trainer
+from ganforge.core.checkpoint import load_checkpoint
+from ganforge.core.config import Config
+from ganforge.training.trainer import Trainer
 from tests.helpers import blobs
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -141,8 +141,8 @@ def test_cyclegan_and_cli_under_torchrun(tmp_path):
 def test_batch_must_split_over_processes(tmp_path, monkeypatch):
     """The global batch must divide by the number of processes (checked before any rendezvous
     would be needed: a world of 3 is faked through the environment)."""
-    from ganforge import distributed
-    from ganforge.config import ConfigError
+    from ganforge.core import distributed
+    from ganforge.core.config import ConfigError
     monkeypatch.setattr(distributed, "setup", lambda device: (distributed.DistInfo(0, 3, 0, 3), None))
     cfg = Config().with_overrides({"train.batch_size": 16, "model.name": "mlp", "out": str(tmp_path)})
     with pytest.raises(ConfigError, match="global batch and must split evenly over the 3 processes; use 15 or 18"):

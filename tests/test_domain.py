@@ -16,9 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge import evaluator as evaluator_mod
-from ganforge.evaluator import add_evaluator_parser, train_evaluator
-from ganforge.metrics.domain import (DomainEvaluator, EvaluatorError, default_evaluator_path,
+from ganforge.metrics.domain import train as evaluator_mod
+from ganforge.metrics.domain.train import add_evaluator_parser, train_evaluator
+from ganforge.metrics.domain.network import (DomainEvaluator, EvaluatorError, default_evaluator_path,
                                      load_evaluator, weights_digest)
 from ganforge.metrics.extractors import EXTRACTORS
 

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge import evaluate, scoring
+from ganforge.use import evaluate
+
+from ganforge.metrics import scoring
 from ganforge.cli import main
 from ganforge.data.paths import cache_dir
 from tests.helpers import require_fashion_mnist
@@ -77,7 +79,7 @@ def test_unknown_metric_and_missing_inputs(capsys):
 def test_uniform_noise_scores_far_worse_than_real(tmp_path):
     """Real data: a quick evaluator on 5k images separates test images from uniform noise."""
     require_fashion_mnist()
-    from ganforge.evaluator import train_evaluator
+    from ganforge.metrics.domain.train import train_evaluator
     train_evaluator("fashion-mnist", epochs=1, limit=5000, progress=False)
     noise = (np.random.default_rng(0).random((500, 28, 28)) * 255).astype(np.uint8)
     np.save(tmp_path / "noise.npy", noise)

@@ -1,5 +1,5 @@
 """``ganforge export``: a run as a Hugging Face-layout folder (config.json, model.safetensors,
-README.md, samples.png, optional ONNX) that ``ganforge.runs.load_run`` rebuilds, for every
+README.md, samples.png, optional ONNX) that ``ganforge.use.load.load_run`` rebuilds, for every
 registered task, into the same TrainedModel with bit-identical outputs, without the training
 checkpoint and without executing anything from the folder."""
 from __future__ import annotations
@@ -11,13 +11,13 @@ import shutil
 import pytest
 import torch
 
-import ganforge.trainer
+import ganforge.training.trainer
 from ganforge.cli import main
-from ganforge.errors import UserError
-from ganforge.export import export_run, last_eval_row
-from ganforge.runs import load_run
-from ganforge.tasks import TASKS
-from ganforge.trainer import Trainer
+from ganforge.core.errors import UserError
+from ganforge.use.export import export_run, last_eval_row
+from ganforge.use.load import load_run
+from ganforge.training.tasks import TASKS
+from ganforge.training.trainer import Trainer
 from tests.helpers import TASK_KITS
 
 TASK_NAMES = TASKS.names()
@@ -27,8 +27,8 @@ QUIET = {"log.gif": False, "log.sample_every": 1000, "log.ckpt_every": 1000, "lo
 
 @pytest.fixture(autouse=True)
 def _no_curve_plots(monkeypatch):
-    if hasattr(ganforge.trainer, "plot_curves"):
-        monkeypatch.setattr(ganforge.trainer, "plot_curves", lambda *a, **k: False)
+    if hasattr(ganforge.training.trainer, "plot_curves"):
+        monkeypatch.setattr(ganforge.training.trainer, "plot_curves", lambda *a, **k: False)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def runs(tmp_path_factory):
             root = tmp_path_factory.mktemp(f"export-{task}")
             k = TASK_KITS[task]
             with pytest.MonkeyPatch.context() as mp:
-                if hasattr(ganforge.trainer, "plot_curves"):
-                    mp.setattr(ganforge.trainer, "plot_curves", lambda *a, **k: False)
+                if hasattr(ganforge.training.trainer, "plot_curves"):
+                    mp.setattr(ganforge.training.trainer, "plot_curves", lambda *a, **k: False)
                 Trainer(k.cfg(root / "run", **QUIET), dataset=k.data(), quiet=True).fit()
             made[task] = root / "run"
         return made[task]

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from ganforge import models
-from ganforge.checkpoint import load_checkpoint
-from ganforge.config import ConfigError
+from ganforge.core.checkpoint import load_checkpoint
+from ganforge.core.config import ConfigError
 from ganforge.models import fastgan
-from ganforge.runs import load_run
-from ganforge.trainer import Trainer
+from ganforge.use.load import load_run
+from ganforge.training.trainer import Trainer
 from tests.helpers import TASK_KITS, cond_cfg, cyclegan_cfg, tiny_cfg
 
 Z, W = 8, 4
@@ -29,7 +29,7 @@ def _pair(size, ch, seed=0, **kw):
 
 @pytest.fixture(autouse=True)
 def _no_curve_plots(monkeypatch):
-    monkeypatch.setattr("ganforge.training.artifacts.plot_curves", lambda *a, **k: False)
+    monkeypatch.setattr("ganforge.training.callbacks.artifacts.plot_curves", lambda *a, **k: False)
 
 
 @pytest.mark.parametrize("size", [16, 28, 32, 64])

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from ganforge import cli
-from ganforge.checkpoint import load_checkpoint
-from ganforge.config import ConfigError
-from ganforge.trainer import Trainer
-from ganforge.training.guard import TrainingDiverged
+from ganforge.core.checkpoint import load_checkpoint
+from ganforge.core.config import ConfigError
+from ganforge.training.trainer import Trainer
+from ganforge.training.callbacks.guard import TrainingDiverged
 from tests.helpers import blobs, tiny_cfg
 
 

@@ -9,7 +9,7 @@ How: the work runs in a child forked from this process, which has already import
 and torch (a fresh ``python -m ganforge`` costs ~2 s of imports here); the child runs
 ``ganforge.cli.main([...])`` (or a library call) and ``os._exit``-s with its code, its stderr
 going to a pipe this process reads. Kills inside a write use the test-only hook of
-ganforge/files.py: with ``GANFORGE_TEST_SLOW_WRITE=SECONDS`` each atomic write pauses twice
+ganforge/core/files.py: with ``GANFORGE_TEST_SLOW_WRITE=SECONDS`` each atomic write pauses twice
 (half written / fully written but not renamed) after printing a marker line, and the test
 kills the child right after the marker (where one write is the target, a forked child pauses
 at its marker only: a wrapper of the hook's pause, in the child). A forked child also reports each metrics row and each
@@ -44,8 +44,8 @@ import torch
 from PIL import Image
 
 import ganforge.cli as cli
-from ganforge import checkpoint as ckpt
-from ganforge.files import SLOW_WRITE_ENV
+from ganforge.core import checkpoint as ckpt
+from ganforge.core.files import SLOW_WRITE_ENV
 from tests.helpers import assert_same_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,8 +66,8 @@ def _report_progress(tear: Optional[tuple] = None) -> None:
     ``tear=(k, fraction, pause)``: write the session's k-th row in two parts, the first
     ``1 + int(fraction * (len - 2))`` bytes (1 to all but the newline), then say
     ``kill-test: torn-row N CUT/LEN`` and pause before the rest (a kill now tears the row)."""
-    from ganforge import checkpoint
-    from ganforge.training import artifacts
+    from ganforge.core import checkpoint
+    from ganforge.training.callbacks import artifacts
     log, save = artifacts.Artifacts.log, checkpoint.save_checkpoint
     count = [0]
 
@@ -250,7 +250,7 @@ def _stall_at(part: str, which: str) -> None:
     """In a forked child running with the slow-write hook on: pause only at the marker
     ``which`` (``half``/``full``) of a write whose target contains ``part``, for long (the test
     kills it there), and not at all at the others' markers (a wrapper of the hook's pause)."""
-    from ganforge import files
+    from ganforge.core import files
     pause = files._slow_pause
 
     def stall(seconds, what, tmp, path):
@@ -292,7 +292,7 @@ def _preimport() -> None:
     import matplotlib
     matplotlib.use("Agg")
     for name in ("torch._dynamo", "matplotlib.backends.backend_agg", "matplotlib.pyplot",
-                 "ganforge.evaluator", "ganforge.scoring"):
+                 "ganforge.metrics.domain.train", "ganforge.metrics.scoring"):
         importlib.import_module(name)
     Image.init()
     torch.set_num_threads(1)
@@ -621,7 +621,7 @@ def test_repair_log_mends_any_cut_of_the_last_row(tmp_path, resume_step):
     """The last row cut at every byte (a crash mid-append): the repaired log is whole lines
     only (the cut row kept when it is complete and not after the resume step) and the next
     append makes a line of its own."""
-    from ganforge.training.rundir import repair_log
+    from ganforge.training.claim import repair_log
     head = "".join(json.dumps({"step": s, "loss_D": 0.5 + s}) + "\n" for s in (1, 2))
     last = json.dumps({"step": 3, "resumed": True, "changed": {"train.steps": [3, 9]}}) + "\n"
     path = tmp_path / "metrics.jsonl"
@@ -687,9 +687,9 @@ def test_evaluator_file_and_reference_features_writes_killed(tmp_path):
     half-way through its first write, there is no entry; the next call computes the same
     features and writes it. Temporary files of killed writes stay in the shared cache folders
     (harmless, never read; not swept)."""
-    from ganforge.evaluator import train_evaluator
-    from ganforge.metrics.domain import EvaluatorError, default_evaluator_path, load_evaluator
-    from ganforge.scoring import get_extractor, real_features
+    from ganforge.metrics.domain.train import train_evaluator
+    from ganforge.metrics.domain.network import EvaluatorError, default_evaluator_path, load_evaluator
+    from ganforge.metrics.scoring import get_extractor, real_features
     _preimport()
     npz = _blobs_npz(tmp_path / "shapes.npz", n=48, size=16, labels=True)
     path = default_evaluator_path(str(npz), 16)

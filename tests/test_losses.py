@@ -1,4 +1,4 @@
-"""Numeric tests for the adversarial losses (ganforge/losses.py)."""
+"""Numeric tests for the adversarial losses (ganforge/losses/adversarial.py)."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge.losses import LOSSES, AdversarialLoss, d_accuracy, d_prob, get_loss
-from ganforge.registry import RegistryError
+from ganforge.losses.adversarial import LOSSES, AdversarialLoss, d_accuracy, d_prob, get_loss
+from ganforge.core.registry import RegistryError
 
 NAMES = ("nonsaturating", "minimax")
 

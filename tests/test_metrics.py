@@ -16,7 +16,7 @@ from ganforge.metrics import (EXTRACTORS, METRICS, FeatureExtractor, FeatureStat
 from ganforge.metrics import inception as inc
 from ganforge.metrics.inception import sha256_file
 from ganforge.metrics.kid import mmd2_unbiased
-from ganforge.registry import RegistryError
+from ganforge.core.registry import RegistryError
 
 # conftest points GANFORGE_CACHE at a temp dir per test; remember the user's real one
 # (read at import time, before that fixture runs) for the optional real-weights test.

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ganforge import losses
+from ganforge.losses import adversarial as losses
 from ganforge.models import DISCRIMINATORS, GENERATORS, build, family_names, from_spec
 from ganforge.models import dcgan as dcgan_mod
 

@@ -15,14 +15,14 @@ import torch
 import torch.nn as nn
 
 from ganforge import models
-from ganforge.checkpoint import load_checkpoint
-from ganforge.config import ConfigError
+from ganforge.core.checkpoint import load_checkpoint
+from ganforge.core.config import ConfigError
 from ganforge.models import r3gan
 from ganforge.models.conditioning import recipe
 from ganforge.regularize.penalties import r1_penalty, r2_penalty
-from ganforge.regularize.spectral import SN_TYPES, is_spectral_normed
-from ganforge.runs import load_run
-from ganforge.trainer import Trainer
+from ganforge.models.spectral_norm import SN_TYPES, is_spectral_normed
+from ganforge.use.load import load_run
+from ganforge.training.trainer import Trainer
 from tests.helpers import TASK_KITS, cond_cfg, cyclegan_cfg, tiny_cfg
 
 Z, W = 8, 8
@@ -38,7 +38,7 @@ def _pair(size, ch, seed=0, **kw):
 @pytest.fixture(autouse=True)
 def _no_curve_plots(monkeypatch):
     """The loss-curve PNG is matplotlib and dominates a tiny run; nothing here reads it."""
-    monkeypatch.setattr("ganforge.training.artifacts.plot_curves", lambda *a, **k: False)
+    monkeypatch.setattr("ganforge.training.callbacks.artifacts.plot_curves", lambda *a, **k: False)
 
 
 # ----------------------------------------------------------------------------- networks

@@ -10,11 +10,11 @@ import shutil
 import pytest
 
 from ganforge.cli import main
-from ganforge.errors import UserError
-from ganforge.report.html import data_uri, eval_history, render_report
-from ganforge.run_report import WriteReport, write_report
-from ganforge.tasks import TASKS
-from ganforge.trainer import Trainer
+from ganforge.core.errors import UserError
+from ganforge.render.html import data_uri, eval_history, render_report
+from ganforge.use.report import WriteReport, write_report
+from ganforge.training.tasks import TASKS
+from ganforge.training.trainer import Trainer
 from tests.helpers import CHROMIUM, TASK_KITS, need_browser
 
 
@@ -85,7 +85,7 @@ def test_report_errors_are_one_line(tmp_path, capsys):
 
 
 def test_report_failure_never_fails_training(tmp_path, capsys, monkeypatch):
-    import ganforge.run_report as run_report
+    import ganforge.use.report as run_report
 
     def broken(run_dir, out=None):
         raise RuntimeError("disk says no\nsecond line")

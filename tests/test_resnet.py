@@ -17,7 +17,7 @@ from ganforge.models import build, freeze_d, from_spec
 from ganforge.models import resnet as rn
 from ganforge.models.conditioning import ConditionalBatchNorm, cond_family_names
 from ganforge.models.layers import DotHead2d, FoldTranspose2d, ProjectTranspose2d
-from ganforge.regularize.spectral import apply_spectral_norm, is_spectral_normed
+from ganforge.models.spectral_norm import apply_spectral_norm, is_spectral_normed
 
 Z, W, K = 8, 4, 3
 

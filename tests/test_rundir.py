@@ -9,11 +9,11 @@ import shutil
 import pytest
 import torch
 
-from ganforge.checkpoint import load_checkpoint, save_checkpoint
+from ganforge.core.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.cli import main
-from ganforge.config import ConfigError
-from ganforge.trainer import Trainer
-from ganforge.training import rundir
+from ganforge.core.config import ConfigError
+from ganforge.training.trainer import Trainer
+from ganforge.training import claim
 from tests.helpers import blobs, tiny_cfg
 
 
@@ -89,14 +89,14 @@ def test_resume_with_allowed_changes_records_them(tmp_path):
 
 
 def test_config_changes_split_by_the_resumable_list():
-    allowed, refused = rundir.config_changes(
+    allowed, refused = claim.config_changes(
         {"train": {"steps": 1, "lr_g": 1.0}, "log": {"gif": True}, "model": {"name": "dcgan"}},
         {"train": {"steps": 2, "lr_g": 2.0}, "log": {"gif": False}, "model": {"name": "dcgan"},
          "new_section": {"x": 1}})
     assert allowed == {"train.steps": (1, 2), "log.gif": (True, False)}
     assert refused == {"train.lr_g": (1.0, 2.0)}
     with pytest.raises(ConfigError, match="train.lr_g"):
-        rundir.check_resume_config({"train": {"lr_g": 1.0}}, {"train": {"lr_g": 2.0}}, "run")
+        claim.check_resume_config({"train": {"lr_g": 1.0}}, {"train": {"lr_g": 2.0}}, "run")
 
 
 def test_unwritable_out_is_refused_before_any_work(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""``ganforge serve``: the Gradio app over ``ganforge.load`` (ganforge/serve.py), its handlers
+"""``ganforge serve``: the Gradio app over ``ganforge.load`` (ganforge/use/serve.py), its handlers
 and the CLI, and the page end to end in headless Chromium on 127.0.0.1 (tiny runs trained
 here: width 4, 16 px, a few steps). The browser tests skip without chromium, playwright or
 gradio, and fail instead when GANFORGE_REQUIRE_BROWSER=1."""
@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 import ganforge
-from ganforge import serve
+from ganforge.use import serve
 from ganforge.cli import main
-from ganforge.errors import UserError
-from ganforge.trainer import Trainer
+from ganforge.core.errors import UserError
+from ganforge.training.trainer import Trainer
 from tests.helpers import CHROMIUM, REQUIRE_BROWSER, TASK_KITS, need_browser as need_browser_installed
 
 HAVE_GRADIO = importlib.util.find_spec("gradio") is not None

@@ -1,9 +1,9 @@
-"""The contract every registered task keeps, checked for each name in ``ganforge.tasks.TASKS``
+"""The contract every registered task keeps, checked for each name in ``ganforge.training.tasks.TASKS``
 (a new task is tested here automatically once tests/helpers.py has a kit for it).
 
 At training time: it builds, one ``Trainer.step()`` trains every phase's modules with finite
 losses, a checkpoint restores into a fresh Trainer exactly, and a resumed run is bit-identical
-to a straight one. At use time (``ganforge.runs.load_run``): the run's face is the task's
+to a straight one. At use time (``ganforge.use.load.load_run``): the run's face is the task's
 ``TrainedModel`` saying how it is fed (``inputs``: "noise" or "image"); noise models sample
 deterministically in [-1, 1] (by class index or name when they have classes), image models
 translate in every direction keeping the shape; ``ganforge sample``/``translate`` work for the
@@ -24,15 +24,15 @@ import numpy as np
 import pytest
 import torch
 
-import ganforge.trainer
-from ganforge.checkpoint import load_checkpoint
+import ganforge.training.trainer
+from ganforge.core.checkpoint import load_checkpoint
 from ganforge.cli import main
 from ganforge.data.paths import cache_dir
-from ganforge.errors import UserError
-from ganforge.evaluator import train_evaluator
-from ganforge.runs import load_run
-from ganforge.tasks import TASKS, TrainedModel
-from ganforge.trainer import Trainer
+from ganforge.core.errors import UserError
+from ganforge.metrics.domain.train import train_evaluator
+from ganforge.use.load import load_run
+from ganforge.training.tasks import TASKS, TrainedModel
+from ganforge.training.trainer import Trainer
 from tests.helpers import TASK_KITS, assert_resume_exact, assert_same_state
 
 TASK_NAMES = TASKS.names()
@@ -46,8 +46,8 @@ RUN_STEPS = 2
 def no_curve_plots():
     """The loss-curve PNG (matplotlib) dominates a tiny run and nothing here reads it."""
     with pytest.MonkeyPatch.context() as mp:
-        if hasattr(ganforge.trainer, "plot_curves"):
-            mp.setattr(ganforge.trainer, "plot_curves", lambda *a, **k: False)
+        if hasattr(ganforge.training.trainer, "plot_curves"):
+            mp.setattr(ganforge.training.trainer, "plot_curves", lambda *a, **k: False)
         yield
 
 

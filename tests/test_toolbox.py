@@ -20,14 +20,14 @@ import torch
 import torch.nn as nn
 
 from ganforge import models
-from ganforge.checkpoint import load_checkpoint
+from ganforge.core.checkpoint import load_checkpoint
 from ganforge.cli import main
-from ganforge.config import ConfigError
-from ganforge.data.augment import AugmentedLoader
-from ganforge.losses import LOSSES
-from ganforge.regularize.spectral import SN_TYPES, is_spectral_normed
-from ganforge.runs import load_run
-from ganforge.trainer import Trainer
+from ganforge.core.config import ConfigError
+from ganforge.data.classic_augment import AugmentedLoader
+from ganforge.losses.adversarial import LOSSES
+from ganforge.models.spectral_norm import SN_TYPES, is_spectral_normed
+from ganforge.use.load import load_run
+from ganforge.training.trainer import Trainer
 from tests.helpers import (TASK_KITS, assert_resume_exact, assert_same_state, cond_cfg,
                            cyclegan_cfg, tiny_cfg)
 
@@ -50,7 +50,7 @@ LOSS_KEYS = {"gan": ("loss_D", "loss_G"), "conditional": ("loss_D", "loss_G"),
 @pytest.fixture(autouse=True)
 def _no_curve_plots(monkeypatch):
     """The loss-curve PNG is matplotlib and dominates a 4-step run; nothing here reads it."""
-    monkeypatch.setattr("ganforge.training.artifacts.plot_curves", lambda *a, **k: False)
+    monkeypatch.setattr("ganforge.training.callbacks.artifacts.plot_curves", lambda *a, **k: False)
 
 
 @functools.lru_cache(maxsize=None)

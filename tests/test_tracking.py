@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from ganforge.config import ConfigError
-from ganforge.trainer import Trainer
-from ganforge.training.tracking import STATE_KEY
+from ganforge.core.config import ConfigError
+from ganforge.training.trainer import Trainer
+from ganforge.training.callbacks.tracking import STATE_KEY
 from tests.helpers import blobs, tiny_cfg
 
 mlflow = pytest.importorskip("mlflow")
@@ -22,7 +22,7 @@ def store(tmp_path, monkeypatch):
 
 
 def _run_id(run_dir):
-    from ganforge.checkpoint import load_checkpoint
+    from ganforge.core.checkpoint import load_checkpoint
     return load_checkpoint(run_dir)[STATE_KEY]
 
 
@@ -73,7 +73,7 @@ def test_missing_mlflow_is_a_one_line_config_error(tmp_path, monkeypatch):
         return real_import(name, *a, **k)
     monkeypatch.setattr(builtins, "__import__", no_mlflow)
     loaded = []
-    monkeypatch.setattr("ganforge.tasks.Task.load_data", classmethod(lambda cls, cfg: loaded.append(1)))
+    monkeypatch.setattr("ganforge.training.tasks.Task.load_data", classmethod(lambda cls, cfg: loaded.append(1)))
     with pytest.raises(ConfigError) as e:
         Trainer(tiny_cfg(tmp_path / "run", **{"log.mlflow": True}), quiet=True)
     msg = str(e.value)

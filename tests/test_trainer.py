@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganforge.checkpoint import CheckpointError, load_checkpoint
-from ganforge.config import ConfigError
-from ganforge.trainer import Trainer
+from ganforge.core.checkpoint import CheckpointError, load_checkpoint
+from ganforge.core.config import ConfigError
+from ganforge.training.trainer import Trainer
 from tests.helpers import assert_resume_exact, assert_same_state, blobs, tiny_cfg
 
 

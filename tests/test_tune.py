@@ -10,13 +10,13 @@ import sys
 import pytest
 import torch
 
-from ganforge import tune
+from ganforge.training import tune
 from ganforge.cli import main
-from ganforge.config import Config, ConfigError, load_config
+from ganforge.core.config import Config, ConfigError, load_config
 from ganforge.data import load_dataset
 from ganforge.data.resolve import holdout_indices
-from ganforge.errors import UserError
-from ganforge.trainer import Trainer
+from ganforge.core.errors import UserError
+from ganforge.training.trainer import Trainer
 
 optuna = pytest.importorskip("optuna")
 
@@ -225,7 +225,7 @@ def test_two_worker_processes_share_one_sqlite_study(shapes, evaluator, space, t
 def test_a_run_folder_in_use_prunes_the_second_trial(shapes, evaluator, space, tmp_path):
     """Two processes that meet on one set of values: the one that finds its run folder locked
     is pruned with a note instead of training into the same folder."""
-    from ganforge import tune
+    from ganforge.training import tune
     out = tmp_path / "study"
     (out / "trials").mkdir(parents=True)
     p = tmp_path / "one.yaml"

@@ -4,7 +4,7 @@ A folder of a user's own images says nothing about its size or count in advance;
 defaults (the images' own smallest side, a batch of 64) fail on it (a 300 px side is no size
 DCGAN can reach; 50 images are fewer than one batch). :func:`choose_data_defaults` looks at the
 folder before it is decoded (file count, image headers only) and fills in what the user left
-unset, the keys *not* in :func:`ganforge.config.explicit_keys` (set by a preset, a flag, an
+unset, the keys *not* in :func:`ganforge.core.config.explicit_keys` (set by a preset, a flag, an
 override or a resumed run's saved config; those always win):
 
 =====================  =========================================================================
@@ -41,7 +41,7 @@ from typing import Callable, List, Optional, Tuple
 
 from PIL import Image
 
-from ganforge.config import Config, explicit_keys
+from ganforge.core.config import Config, explicit_keys
 from ganforge.data.folder import scan
 from ganforge.data.spec import local_path, parse_spec, path_is_dir
 

@@ -10,8 +10,8 @@ from typing import Optional
 
 import torch
 
-from ganforge.errors import UserError
-from ganforge.registry import Registry
+from ganforge.core.errors import UserError
+from ganforge.core.registry import Registry
 
 #: Named datasets ("fashion-mnist", "mnist", "emoji"). Each entry is called as
 #: ``fn(split=..., img_size=..., channels=..., data_dir=..., strict=..., limit=...,

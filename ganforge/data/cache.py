@@ -15,7 +15,7 @@ removing a source file therefore changes the key; stale entries are simply never
 earlier versions (``<cache>/tensors/*.pt``, read whole) are ignored, and rebuilt here.
 
 An entry exists only once its metadata file does: the ``.npy`` is written first (through a
-temporary file renamed into place, :func:`ganforge.files.atomic_write`), the ``.json`` second,
+temporary file renamed into place, :func:`ganforge.core.files.atomic_write`), the ``.json`` second,
 and a reader checks that the array's header matches the metadata's shape. A crash or Ctrl-C
 at any point therefore leaves no entry that is used half-built. Nothing in an entry can run
 code: the array is read with ``allow_pickle=False`` and the metadata is JSON.
@@ -46,7 +46,7 @@ import torch
 
 from ganforge.data.base import DataWarning, ImageDataset
 from ganforge.data.paths import cache_dir
-from ganforge.files import atomic_write, atomic_write_text
+from ganforge.core.files import atomic_write, atomic_write_text
 
 #: Bump when decoding changes in a way that alters the pixels of an existing key.
 CACHE_VERSION = 3   # 3: JPEGs decoded with Image.draft (DCT scaling) before the resize

@@ -20,7 +20,7 @@ The pipeline (DESIGN lesson 7):
    ``is``     ``is_mean``, ``is_std``         Salimans et al. 2016 (needs fake class probs)
    ``hf``     ``hf_ratio``                    high-frequency artefact ratio on the images
                                               themselves, not features (1 = like the real
-                                              data; :mod:`ganforge.metrics.spectral`;
+                                              data; :mod:`ganforge.metrics.frequency`;
                                               Odena et al. 2016, Durall et al. 2020)
    =========  ==============================  ===========================================
 
@@ -44,12 +44,12 @@ from ganforge.metrics.fid import fid_from_features, frechet_distance
 from ganforge.metrics.inception_score import inception_score
 from ganforge.metrics.kid import kernel_inception_distance
 from ganforge.metrics.prdc import knn_radii, prdc
-from ganforge.metrics.spectral import SpectralStats, high_frequency_share, hf_ratio, spectral_share
+from ganforge.metrics.frequency import SpectralStats, high_frequency_share, hf_ratio, spectral_share
 from ganforge.metrics.stats import FeatureStats
 
 # Importing an extractor module registers it (like ganforge.models).
 from ganforge.metrics import inception  # noqa: E402,F401  (registers "inception")
-from ganforge.metrics import domain  # noqa: E402,F401  (registers "domain")
+from ganforge.metrics.domain import network  # noqa: E402,F401  (registers "domain")
 from ganforge.metrics.inception import FIDInceptionV3, load_inception  # noqa: E402
 
 __all__ = [

@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ganforge.registry import Registry
+from ganforge.core.registry import Registry
 
 EXTRACTORS = Registry("feature extractor")
 

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
 from ganforge.data.paths import cache_dir
 from ganforge.data.download import DownloadError, RemoteFile, fetch, mirrors_for
-from ganforge.errors import UserError
+from ganforge.core.errors import UserError
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 # The release asset pytorch-fid downloads (pytorch_fid/inception.py, FID_WEIGHTS_URL).
@@ -338,7 +338,7 @@ def _torch_hub_copy() -> Optional[Path]:
 
 class InceptionWeightsError(UserError, RuntimeError):
     """The FID Inception weights cannot be had (offline, or a download that did not verify):
-    a :class:`~ganforge.errors.UserError` (the CLI prints it, exit code 2, saying where to put
+    a :class:`~ganforge.core.errors.UserError` (the CLI prints it, exit code 2, saying where to put
     the file) and a ``RuntimeError`` for callers that catch builtins."""
 
 

@@ -18,12 +18,13 @@ from typing import Any, Dict
 
 import torch.nn as nn
 
-from ganforge.registry import Registry
-from ganforge.regularize.spectral import apply_spectral_norm
+from ganforge.core.registry import Registry
+from ganforge.models.spectral_norm import apply_spectral_norm
 
 GENERATORS = Registry("generator")
 DISCRIMINATORS = Registry("discriminator")
-#: Class-conditional G(z, y) / D(x, y) per family (ganforge/models/conditional.py).
+#: Class-conditional G(z, y) / D(x, y) per family (each family's file; mixins in
+#: ganforge/models/conditioning.py).
 COND_GENERATORS = Registry("conditional generator")
 COND_DISCRIMINATORS = Registry("conditional discriminator")
 
@@ -33,7 +34,7 @@ def build(kind: str, name: str, **kwargs: Any) -> nn.Module:
 
     ``spectral_norm=True`` is not a constructor argument: after building, every conv, Linear
     and Embedding is spectrally normalised (Miyato et al. 2018;
-    :func:`ganforge.regularize.spectral.apply_spectral_norm`). It is recorded in the spec
+    :func:`ganforge.models.spectral_norm.apply_spectral_norm`). It is recorded in the spec
     only when true, so specs of networks built without it are unchanged and a checkpoint of
     one built with it rebuilds the same (parametrised) state-dict keys.
     """
@@ -104,9 +105,8 @@ def family_names() -> list[str]:
 
 
 # Importing the family modules registers them.
-from ganforge.models import mlp, dcgan  # noqa: E402,F401
+from ganforge.models import mlp, dcgan  # noqa: E402,F401  (and their conditional variants)
 from ganforge.models import cyclegan  # noqa: E402,F401  (image-to-image; not in family_names)
-from ganforge.models import conditional  # noqa: E402,F401  (G(z, y), D(x, y): built with n_classes)
 from ganforge.models import resnet  # noqa: E402,F401  (SNGAN-style; its conditional variants too)
 from ganforge.models import r3gan  # noqa: E402,F401  (R3GAN, normalisation-free; conditional too)
 from ganforge.models import fastgan  # noqa: E402,F401  (FastGAN-style few-shot; conditional too)

@@ -1,6 +1,9 @@
 """The conditioning mixins every class-conditional family is built from: ``G(z, y)`` and
-``D(x, y)`` (the families themselves live in :mod:`ganforge.models.conditional` (mlp, dcgan)
-and :mod:`ganforge.models.resnet`; the method table is in :mod:`ganforge.models.conditional`).
+``D(x, y)``. Each family's conditional variants live at the end of its own file
+(:mod:`ganforge.models.dcgan`, :mod:`ganforge.models.mlp`, :mod:`ganforge.models.resnet`,
+:mod:`ganforge.models.r3gan`, :mod:`ganforge.models.fastgan`), built with ``n_classes`` by
+:func:`ganforge.models.build`, whose stored spec (``n_classes`` and ``cond`` included) rebuilds
+the exact network.
 
 A conditional network is the family's unconditional network with a mixin in front::
 

@@ -34,18 +34,23 @@ of the default G are unchanged and rebuild as before.
 no fully-connected hidden layers, ReLU in G with tanh output, LeakyReLU(0.2) in D, weights
 initialised from N(0, 0.02) (§4). Convolutions feeding a BN have no bias (BN's shift replaces it).
 
-Room for class-conditional variants (not implemented here): layers live in ``blocks``
-(``nn.ModuleList``), the normalisation layer comes from ``_norm(channels)`` (a conditional-BN
-subclass overrides it and threads the label through ``blocks``), G's input width is
-``in_channels`` (widen it to concatenate a label embedding), and D exposes ``features(x)``
-(the s0 x s0 map before the logit conv) for a projection discriminator.
+Class-conditional variants (:class:`CondDCGANGenerator`, :class:`CondDCGANDiscriminator`, at the
+end) are these networks behind the mixins of :mod:`ganforge.models.conditioning`, through the
+extension points written for them: layers live in ``blocks`` (``nn.ModuleList``), the
+normalisation layer comes from ``_norm(channels)`` (conditional BN overrides it and threads the
+label through ``blocks``), G's input width is ``in_channels`` (widened to concatenate a label
+embedding), and D exposes ``features(x)`` (the s0 x s0 map before the logit conv) for a
+projection discriminator.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn as nn
 
-from ganforge.models import DISCRIMINATORS, GENERATORS
+from ganforge.models import COND_DISCRIMINATORS, COND_GENERATORS, DISCRIMINATORS, GENERATORS
+from ganforge.models.conditioning import ConditionalDiscriminator, ConditionalGenerator, run_blocks
 from ganforge.models.layers import DotHead2d, FoldTranspose2d, ProjectTranspose2d
 
 MIN_S0, MAX_S0 = 4, 7
@@ -210,3 +215,51 @@ class DCGANDiscriminator(nn.Module):
         """FreezeD groups (Mo et al. 2020), input to output: each strided conv block, then
         the logit head."""
         return list(self.blocks) + [self.head]
+
+
+# ============================================================================== conditional
+@COND_GENERATORS.register("dcgan")
+class CondDCGANGenerator(ConditionalGenerator, DCGANGenerator):
+    """Class-conditional DCGAN generator: ``cond='cbn'`` (default) or ``'concat'``.
+
+    ``G(z (N, z_dim), y (N,)) -> (N, channels, img_size, img_size)`` in [-1, 1]. ``cbn``:
+    every BN of the DCGAN G (made by ``_norm()``) is conditional; ``concat``: the first
+    transposed conv takes z_dim + e channels. Raises ValueError for bad arguments.
+    """
+
+    family = "dcgan"
+
+    def __init__(self, *, img_size: int, channels: int, n_classes: int, z_dim: int = 100,
+                 width: int = 64, cond: str = "cbn", embed_dim: int = 0,
+                 upsample: str = "deconv"):
+        super().__init__(img_size=img_size, channels=channels, z_dim=z_dim, width=width,
+                         n_classes=n_classes, cond=cond, embed_dim=embed_dim, upsample=upsample)
+
+    def _generate(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        return run_blocks(self.blocks, z.reshape(z.shape[0], -1, 1, 1), y)
+
+
+@COND_DISCRIMINATORS.register("dcgan")
+class CondDCGANDiscriminator(ConditionalDiscriminator, DCGANDiscriminator):
+    """Class-conditional DCGAN discriminator: ``cond='projection'`` (default), ``'concat'``
+    or ``'acgan'``.
+
+    ``D(x (N, channels, img_size, img_size), y (N,)) -> logits (N,)``. phi(x) is the whole
+    (N, c, s0, s0) map before the logit conv, flattened for the projection: psi (the head conv
+    over the map) is then exactly a linear function of phi, as in eq. (3). ``concat``: e
+    constant label-map channels enter with the image. ``acgan``: a class head mirroring the
+    logit head (a conv over the s0 x s0 map). Raises ValueError for bad arguments.
+    """
+
+    family = "dcgan"
+
+    def __init__(self, *, img_size: int, channels: int, n_classes: int, width: int = 64,
+                 dropout: float = 0.0, cond: str = "projection", embed_dim: int = 0):
+        super().__init__(img_size=img_size, channels=channels, width=width, dropout=dropout,
+                         n_classes=n_classes, cond=cond, embed_dim=embed_dim)
+
+    def _class_head(self) -> nn.Module:
+        head = super()._class_head()          # a conv over the s0 x s0 map, DCGAN's init
+        nn.init.normal_(head.weight, 0.0, 0.02)
+        nn.init.zeros_(head.bias)
+        return head

@@ -7,17 +7,22 @@ Hidden layers use LeakyReLU(0.2) in both networks (the tutorials' choice; the pa
 ReLU/sigmoid and its D maxout, which nobody reproduces today). D may use dropout (the paper
 trained D with dropout); it defaults to 0. Works at any image size, since nothing is spatial.
 
-Layout for later conditional variants: the hidden stack is ``body`` and the final projection is
-``head``; the input width is ``in_features`` (G: z_dim, D: C*H*W). A class-conditional subclass
-can widen ``in_features`` to concatenate a label embedding (G) or add a projection term on
-``features(x)`` (D) without rewriting the network.
+Class-conditional variants (:class:`CondMLPGenerator`, :class:`CondMLPDiscriminator`, at the end)
+use the layout written for them: the hidden stack is ``body`` and the final projection is
+``head``; the input width is ``in_features`` (G: z_dim, D: C*H*W), widened to concatenate a
+label embedding (G) or the flattened image with one (D); a projection term works on
+``features(x)``.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn as nn
 
-from ganforge.models import DISCRIMINATORS, GENERATORS
+from ganforge.models import COND_DISCRIMINATORS, COND_GENERATORS, DISCRIMINATORS, GENERATORS
+from ganforge.models.conditioning import (ConditionalBatchNorm, ConditionalDiscriminator,
+                                          ConditionalGenerator, run_blocks)
 
 
 def _check_common(img_size: int, channels: int, width: int) -> None:
@@ -89,3 +94,59 @@ class MLPDiscriminator(nn.Module):
                 groups.append([])
             groups[-1].append(m)
         return [nn.ModuleList(g) for g in groups] + [self.head]
+
+
+# ============================================================================== conditional
+@COND_GENERATORS.register("mlp")
+class CondMLPGenerator(ConditionalGenerator, MLPGenerator):
+    """Class-conditional fully-connected generator: ``cond='cbn'`` (default) or ``'concat'``.
+
+    ``G(z (N, z_dim), y (N,)) -> (N, channels, img_size, img_size)`` in [-1, 1]. ``cbn``:
+    a conditional BN after every hidden Linear (the unconditional mlp G has no
+    normalisation); ``concat``: the first Linear takes z_dim + e inputs. Raises ValueError
+    for bad arguments.
+    """
+
+    family = "mlp"
+
+    def __init__(self, *, img_size: int, channels: int, n_classes: int, z_dim: int = 100,
+                 width: int = 256, cond: str = "cbn", embed_dim: int = 0):
+        super().__init__(img_size=img_size, channels=channels, z_dim=z_dim, width=width,
+                         n_classes=n_classes, cond=cond, embed_dim=embed_dim)
+
+    def _add_label_norms(self) -> None:
+        layers: list[nn.Module] = []
+        for m in self.body:
+            layers.append(m)
+            if isinstance(m, nn.Linear):
+                layers.append(ConditionalBatchNorm(m.out_features, self.n_classes))
+        self.body = nn.Sequential(*layers)
+
+    def _generate(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        x = torch.tanh(self.head(run_blocks([self.body], z, y)))
+        return x.view(z.shape[0], self.channels, self.img_size, self.img_size)
+
+
+@COND_DISCRIMINATORS.register("mlp")
+class CondMLPDiscriminator(ConditionalDiscriminator, MLPDiscriminator):
+    """Class-conditional fully-connected discriminator: ``cond='projection'`` (default),
+    ``'concat'`` or ``'acgan'``.
+
+    ``D(x (N, channels, img_size, img_size), y (N,)) -> logits (N,)``. phi(x) is the last
+    hidden layer (N, width). ``concat``: the label embedding is concatenated to the flattened
+    image, so the first Linear takes C*H*W + e inputs. Raises ValueError for bad arguments.
+    """
+
+    family = "mlp"
+    concat_input = "flat"
+
+    def __init__(self, *, img_size: int, channels: int, n_classes: int, width: int = 256,
+                 dropout: float = 0.0, cond: str = "projection", embed_dim: int = 0):
+        super().__init__(img_size=img_size, channels=channels, width=width, dropout=dropout,
+                         n_classes=n_classes, cond=cond, embed_dim=embed_dim)
+
+    def _widen_input(self, extra: int) -> None:
+        # [flattened image, label embedding]: a wider first Linear
+        first = self.body[0]
+        self.body[0] = nn.Linear(first.in_features + extra, first.out_features)
+        self.in_features = first.in_features + extra

@@ -157,7 +157,7 @@ class ZeroConv2d(nn.Conv2d):
             nn.init.zeros_(self.bias)
 
     def prepare_spectral_norm_(self) -> None:
-        """Called by :func:`ganforge.regularize.spectral.apply_spectral_norm` before it
+        """Called by :func:`ganforge.models.spectral_norm.apply_spectral_norm` before it
         normalises this layer: a zero weight has no spectral norm to divide by (0/0), so it
         gets the MSR init (gain 1) instead."""
         if not self.weight.detach().any():

@@ -52,7 +52,7 @@ Implementation notes:
 - ``dropout`` (D only, default 0 = off) puts ``nn.Dropout`` after every ReLU inside D's blocks.
 
 Class-conditional variants (``G(z, y)``, ``D(x, y)``, built with ``n_classes``, as for the
-other families in :mod:`ganforge.models.conditional`): conditional BN in every G norm layer
+other families): conditional BN in every G norm layer
 (Miyato & Koyama 2018, §4) or a concatenated label embedding; a projection D, eq. (3) of
 Miyato & Koyama 2018, on the sum-pooled ``features(x)`` (their ResNet D is exactly this),
 or concat / AC-GAN heads. The label layers come from the mixins of

@@ -36,7 +36,7 @@ from typing import List
 import torch
 from torch import nn
 
-from ganforge.distributed import unwrap
+from ganforge.core.distributed import unwrap
 
 
 def make_copy(module: nn.Module) -> nn.Module:

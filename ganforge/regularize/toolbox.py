@@ -32,11 +32,11 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ganforge.config import ConfigError
-from ganforge.distributed import SINGLE, DistInfo
-from ganforge.losses import d_accuracy
+from ganforge.core.config import ConfigError
+from ganforge.core.distributed import SINGLE, DistInfo
+from ganforge.losses.adversarial import d_accuracy
 from ganforge.regularize import penalties
-from ganforge.regularize.augment import ADA, DiffAugment
+from ganforge.regularize.diffaugment import ADA, DiffAugment
 
 
 def has_batchnorm(module: nn.Module) -> bool:

@@ -1,16 +1,15 @@
-"""What the training loop (ganforge/trainer.py) is surrounded by, one concern per file.
+"""The training wing: everything that trains a run, above the use wing it produces runs for.
 
-- ``callbacks.py``: the :class:`Callback` interface the loop calls;
-- ``artifacts.py``: run folder, metrics log, TensorBoard, sample grids, curves, GIF;
-- ``checkpoints.py``: periodic and final checkpoints;
-- ``evaluation.py``: scores during training (``--eval-every``) and ``checkpoints/best.pt``;
-- ``guard.py``: the divergence guard (rollback with lower learning rates);
-- ``averages.py``: standing BatchNorm statistics of the EMA generators;
-- ``runtime.py``: device, threads, torchrun, mixed precision, compile, DDP wrappers;
-- ``session.py``: the progress bar and Ctrl-C/SIGTERM handling.
+- ``trainer.py``: the one training loop (phases, optimisers, state, resume);
+- ``tasks/``: each task's training half (networks, losses, phases, its config section and
+  CLI flags); its use-time face is in ``ganforge/use/faces/``;
+- ``callbacks/``: what the loop is surrounded by, one concern per file (artifacts, saving,
+  evaluation, the divergence guard, MLflow tracking, the report);
+- ``runtime.py`` (device, threads, torchrun, precision, compile, DDP), ``session.py`` (progress
+  bar, Ctrl-C), ``averages.py`` (standing statistics of the EMA generators), ``claim.py``
+  (claiming a run folder, what may change on resume);
+- ``transfer.py`` (``--init-from``, ``--freeze-d``), ``distill.py`` (``ganforge distill``),
+  ``tune.py`` (``ganforge tune``).
 
-Nothing here imports the trainer; the trainer builds these from the config.
+Nothing below the trainer imports it; the trainer builds the rest from the config.
 """
-from ganforge.training.callbacks import Callback
-
-__all__ = ["Callback"]

@@ -6,7 +6,7 @@ averages are *used* (a sample grid, an evaluation, a checkpoint) each one with B
 its own statistics, recomputed on fixed noise: the "standing statistics" of Brock et al. 2019
 (BigGAN, appendix C.1). Recomputing costs a few forward passes, so it is done on demand and at
 most once per step, not after every update; whoever is about to use the averages calls
-:meth:`ganforge.trainer.Trainer.refresh_averages`, which lands here.
+:meth:`ganforge.training.trainer.Trainer.refresh_averages`, which lands here.
 """
 from __future__ import annotations
 

@@ -38,9 +38,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge import checkpoint as ckpt
+from ganforge.core import checkpoint as ckpt
 from ganforge import models
-from ganforge.config import ConfigError
+from ganforge.core.config import ConfigError
 
 
 def _raw(m: nn.Module) -> nn.Module:

@@ -1,5 +1,5 @@
 """Where and how this process computes: its place in a torchrun job, CPU threads, the device,
-mixed precision, ``torch.compile`` and the DDP wrappers (ganforge/distributed.py).
+mixed precision, ``torch.compile`` and the DDP wrappers (ganforge/core/distributed.py).
 
 Kept apart from what is computed (the task's modules, built by the trainer) so that the
 trainer's set-up reads as: config -> runtime -> data -> task -> optimizers -> callbacks.
@@ -23,9 +23,9 @@ from typing import Callable, Dict, Iterable, Optional
 import torch
 import torch.nn as nn
 
-from ganforge import distributed
-from ganforge.config import Config, ConfigError, TrainConfig
-from ganforge.distributed import DistInfo
+from ganforge.core import distributed
+from ganforge.core.config import Config, ConfigError, TrainConfig
+from ganforge.core.distributed import DistInfo
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,2 +1,0 @@
-"""What a person looks at: image grids, training GIFs, curves (and later the HTML report)."""
-from ganforge.report.images import make_grid, save_grid, save_image, grid_to_uint8, write_gif  # noqa: F401

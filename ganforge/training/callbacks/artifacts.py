@@ -1,0 +1,108 @@
+"""What a run writes for people to look at: the run folder's ``config.yaml``, the JSON-lines
+metrics log (``metrics.jsonl``, plus TensorBoard scalars when the package is installed), the
+fixed-noise sample grids (``samples/step-NNNNNNN.png``, also to TensorBoard), the loss curves
+(``curves.png``) and the training GIF (``training.gif``).
+
+Grids are made from the same fixed inputs all run long (drawn once, stored in checkpoints), so
+successive grids show the same latent points learning: at the start, every ``log.sample_every``
+steps (0: only at the start and the end) and at the last step, each time followed by a fresh
+curves plot. Only rank 0 writes (ganforge/core/distributed.py).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ganforge.core.config import LogConfig
+from ganforge.core.files import atomic_write_text, remove_stale_temps
+from ganforge.render.curves import plot_curves
+from ganforge.render.images import make_grid, save_grid, write_gif
+from ganforge.training.callbacks import Callback, TrainerT
+from ganforge.training.claim import repair_log
+
+
+class Artifacts(Callback):
+    """Writes into ``run_dir`` when ``write`` (rank 0); ``log`` is the config's ``log.*``."""
+
+    def __init__(self, run_dir: Path, log: LogConfig, write: bool):
+        self.run_dir = run_dir
+        self.cfg = log
+        self.write = write
+        self.every = log.sample_every
+        self.frames: List[str] = []      # the grids written by this process, in order
+        self._tb = None
+
+    def open(self, trainer: TrainerT, resumed: bool) -> None:
+        """Make the run folder, write the resolved config and open TensorBoard (before the
+        session's first step; also when there is nothing left to train)."""
+        if not self.write:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        # Temporary files of writes killed by SIGKILL (config.yaml, the log's repair, grids,
+        # GIF, the --out probe): this process is the folders' one writer (checkpoints/ sweeps
+        # its own).
+        remove_stale_temps(self.run_dir)
+        remove_stale_temps(self.run_dir / "samples")
+        # The log ends where the run resumes: a line torn by a crash and rows logged after the
+        # last checkpoint (they are logged again) are dropped.
+        dropped = repair_log(self.run_dir / "metrics.jsonl", trainer.step_count)
+        if dropped:
+            trainer.note(f"metrics.jsonl: dropped {dropped} line(s) after step {trainer.step_count} "
+                         f"(logged after the last checkpoint, or torn by a crash)")
+        cfg_text = "# ganforge resolved config (edit and pass with --config to reuse)\n" + trainer.cfg.dump_yaml()
+        atomic_write_text(self.run_dir / "config.yaml", cfg_text)
+        if self.cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"),
+                                         purge_step=trainer.step_count if resumed else None)
+            except Exception:   # tensorboard not installed: the JSON log and PNG curves remain
+                self._tb = None
+
+    def log(self, row: Dict[str, Any]) -> None:
+        """Append ``row`` to metrics.jsonl (and its numbers to TensorBoard)."""
+        if not self.write:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k not in ("step",):
+                    self._tb.add_scalar(k, v, row["step"])
+
+    def save_samples(self, trainer: TrainerT) -> Path:
+        """The grid of the current step from the fixed inputs; returns its path."""
+        path = self.run_dir / "samples" / f"step-{trainer.step_count:07d}.png"
+        if not self.write:
+            return path
+        trainer.refresh_averages()
+        imgs = trainer.task.render(trainer.fixed)
+        save_grid(imgs, path, scale=2 if trainer.img_size <= 32 else 1)
+        if str(path) not in self.frames:
+            self.frames.append(str(path))
+        if self._tb is not None:
+            self._tb.add_image("samples", (make_grid(imgs) + 1) / 2, trainer.step_count)
+        return path
+
+    def on_start(self, trainer: TrainerT, resumed: bool) -> None:
+        if not resumed:
+            self.save_samples(trainer)
+
+    def on_step(self, trainer: TrainerT, step: int, row: Optional[Dict[str, Any]]) -> Optional[str]:
+        if (self.every and step % self.every == 0) or step == trainer.total_steps:
+            self.save_samples(trainer)
+            if self.write:
+                plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+        return None
+
+    def on_end(self, trainer: TrainerT) -> None:
+        if not self.write:
+            return
+        frames = sorted((self.run_dir / "samples").glob("step-*.png"))
+        if frames and self.cfg.gif:
+            write_gif(frames, self.run_dir / "training.gif")
+        plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+        if self._tb is not None:
+            self._tb.flush()

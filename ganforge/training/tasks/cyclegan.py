@@ -1,0 +1,534 @@
+"""CycleGAN: unpaired image-to-image translation (Zhu, Park, Isola & Efros 2017).
+
+Paper-to-code name map (domains X, Y of the paper are A, B here)::
+
+    paper            code (module name in checkpoints)   what it does
+    G : X -> Y       "G_AB"                              translates A images into B
+    F : Y -> X       "G_BA"                              translates B images into A
+    D_X              "D_A"                               judges A images (real A vs G_BA(b))
+    D_Y              "D_B"                               judges B images (real B vs G_AB(a))
+
+(The authors' PyTorch code names its discriminators after the generator they oppose, so its
+``netD_A`` judges domain B; here ``D_A`` judges domain A, like the paper's ``D_X``.) Logged
+statistics keep the paper's letters: ``loss_D_X`` is D_A's loss, ``loss_D_Y`` D_B's.
+
+Objective (paper eq. 3 plus the identity term of §5.2, weights as in the authors' code)::
+
+    L_G = L_GAN(G, D_Y) + L_GAN(F, D_X)
+        + lambda_cyc * (|F(G(x)) - x|_1 + |G(F(y)) - y|_1)                 (eq. 2)
+        + lambda_cyc * lambda_id * (|G(y) - y|_1 + |F(x) - x|_1)            (identity)
+
+with ``|.|_1`` the mean absolute error per pixel in [-1, 1] units, lambda_cyc = 10 and
+lambda_id = 0.5 by default. ``L_GAN`` is ``cyclegan.adv_loss``: least squares by default
+(paper §4: G minimises E[(D(G(x)) - 1)^2], D minimises E[(D(y) - 1)^2] + E[D(G(x))^2]), or
+any registered loss (``nonsaturating``; the relativistic ones, ``relativistic`` and ``rpgan``,
+also run each D on the batch's real images of its domain in the G phase). Each D loss is halved, as in the paper ("we divide
+the objective by 2 while optimizing D"), and D sees generated images through a 50-image
+history pool (:mod:`ganforge.regularize.image_pool`).
+
+Phases on the shared trainer: ``"G"`` steps both generators on L_G (fresh batch: one image
+of each domain per row), then ``"D"`` steps both discriminators on the *same* batch
+(``new_batch=False``) with the fakes the G phase just made (detached, through the pools).
+The two discriminators have separate parameters, so their summed loss gives each exactly its
+own gradient; the trainer's ``backward(inputs=...)`` keeps D's weight gradients out of the G
+phase. Each generator runs its translation and its identity input as one stacked batch, and
+each discriminator its real and fake batch (:func:`run_stacked`): every norm here works per
+image, so this equals separate calls and saves CPU time. Adam (0.5, 0.999), lr 2e-4, constant for the first half and linearly decayed to 0
+over the second half in the preset (``train.lr_decay=linear``, ``lr_decay_start=0.5``).
+
+Logged: ``loss_G`` (the whole L_G), ``loss_G_adv`` (its two adversarial terms),
+``loss_cycle`` and ``loss_identity`` (the *unweighted* L1 sums of eq. 2 and of the identity
+term; halve them for the mean per direction), ``loss_D_X``, ``loss_D_Y`` (halved, as
+optimised).
+
+Networks: ``cyclegan.generator`` is an image-to-image G (``cyclegan-resnet``);
+``cyclegan.discriminator`` is ``patchgan`` (a map of patch logits, paper §4) or the
+discriminator of a BatchNorm-free noise-to-image family (``r3gan``, ``resnet``, ``mlp``), which
+judges the whole image with one logit (built at the task's size with ``model.d_width``;
+``cyclegan.d_layers`` does not apply to it).
+
+Settings live in the ``cyclegan`` config section (domains, lambdas, networks, pool, jitter);
+the generator and discriminator widths are ``model.g_width`` and ``model.d_width`` (the
+paper's k = 64); ``model.name`` and ``train.loss`` are not used by this task.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ganforge import models
+from ganforge.core.config import ConfigError
+from ganforge.data import to_float
+from ganforge.data.base import DATASETS, DataError
+from ganforge.data.domains import (DomainPair, TwoDomainLoader, domain_specs, load_domain,
+                                   load_domain_pair, normalize_class, parse_domain, to_test_split)
+from ganforge.core.distributed import SINGLE, DistInfo
+from ganforge.core.errors import EvalError
+from ganforge.metrics.domain.network import load_evaluator
+from ganforge.metrics.fid import fid_from_features
+from ganforge.regularize.image_pool import ImagePool
+from ganforge.regularize.toolbox import DToolbox, has_batchnorm
+from ganforge.render.images import stack_bands, triplet_grid
+from ganforge.training.tasks import TASKS, Batch, DataInfo, EvalRequest, Phase, Task, TrainedModel
+from ganforge.training.tasks.gan import build_d, build_objective
+
+#: At most this many fixed test images per domain in the progress grid.
+MAX_FIXED_PER_DOMAIN = 16
+GRID_COLUMNS = 8
+
+
+# ----------------------------------------------------------------------------- use-time face
+DIRECTIONS = ("a2b", "b2a")
+
+
+def pick(nets: Dict[str, torch.nn.Module], direction: str) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """(forward, backward) generators for ``direction``: a2b -> (G_AB, G_BA), b2a -> (G_BA, G_AB)."""
+    if direction not in DIRECTIONS:
+        raise DataError(f"--direction '{direction}': use a2b or b2a")
+    return (nets["G_AB"], nets["G_BA"]) if direction == "a2b" else (nets["G_BA"], nets["G_AB"])
+
+
+class TranslationModel(TrainedModel):
+    """A trained CycleGAN: ``G_AB`` translates domain A into B, ``G_BA`` B into A.
+
+    ``translate(images, "a2b"|"b2a")`` takes float [-1, 1] NCHW images at the run's size and
+    channel count (:meth:`source_images` gives the run's own test images of a domain).
+    ``evaluate`` scores the translations of each domain's test images (see
+    :meth:`translation_scores`)."""
+
+    inputs = "image"
+    usage = ("which translates images rather than sampling from noise; use `ganforge translate "
+             "RUN --direction a2b INPUT --out DIR`")
+    directions = DIRECTIONS
+
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor, direction: str = "a2b", *, batch_size: int = 64,
+                  reconstruct: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(translated, reconstructed or None): float32 [-1, 1] CPU tensors shaped like
+        ``images``, ``batch_size`` images at a time. Raises DataError for another direction."""
+        fwd, back = pick(self.modules, direction)
+        dev = self.device
+        outs, recs = [], []
+        for i in range(0, images.shape[0], batch_size):
+            y = fwd(images[i:i + batch_size].to(dev)).float().clamp(-1, 1)
+            outs.append(y.cpu())
+            if reconstruct:
+                recs.append(back(y).float().clamp(-1, 1).cpu())
+        empty = torch.empty(0, *images.shape[1:])
+        out = torch.cat(outs) if outs else empty
+        rec = (torch.cat(recs) if recs else empty) if reconstruct else None
+        return out, rec
+
+    def example_inputs(self, name: str, n: int = 2, seed: int = 0):
+        info = self.info
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(n, info.channels, info.img_size, info.img_size, generator=g) * 2 - 1
+        return (x,), ("images",)
+
+    def preview(self, fixed: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """Rows of input | translated | reconstructed for both directions, from the run's
+        stored grid inputs (``fixed``), else from its domains' test images."""
+        bands = []
+        for which, direction in (("a", "a2b"), ("b", "b2a")):
+            x = (fixed or {}).get(which)
+            if x is None:
+                x = to_float(self.domain_images(which, limit=8)[0])
+            x = x[:8].float().cpu()
+            out, rec = self.translate(x, direction, reconstruct=True)
+            bands.append(triplet_grid(x, out, rec))
+        return stack_bands(bands)
+
+    def domain_spec(self, which: str) -> str:
+        """The training domain spec of domain ``which`` ('a' or 'b')."""
+        cfg = self.info.config
+        cg = cfg.get("cyclegan") or {}
+        a, b = domain_specs(cfg.get("data", {}).get("name", ""), cg.get("domain_a", ""),
+                            cg.get("domain_b", ""))
+        return a if which == "a" else b
+
+    def domain_images(self, which: str, split: str = "test", *, limit: int = 0,
+                      data_dir: Optional[str] = None) -> Tuple[torch.Tensor, str]:
+        """uint8 (N, C, H, W) images of the run's own domain ``which`` ('a'/'b') at the run's
+        size, and the name of what was loaded. ``split='test'`` falls back to the training
+        images when the domain has no test split."""
+        spec = parse_domain(self.domain_spec(which))
+        if split == "test":
+            t = to_test_split(spec)
+            spec = t if t is not None else spec
+        ds = load_domain(spec, "train", img_size=self.info.img_size, channels=self.info.channels,
+                         limit=limit, data_dir=data_dir or self.info.data_dir)
+        return ds.images, ds.name
+
+    def source_images(self, direction: str, split: str = "test", **kw) -> Tuple[torch.Tensor, str]:
+        """:meth:`domain_images` of the source domain of ``direction``."""
+        pick(self.modules, direction)
+        return self.domain_images("a" if direction == "a2b" else "b", split, **kw)
+
+    def evaluate(self, req: EvalRequest) -> Dict[str, Any]:
+        if req.extractor != "domain":
+            raise EvalError("cyclegan runs are scored with the domain evaluator (--extractor domain)")
+        return self.translation_scores(evaluator=req.weights, n=min(req.n, 1000) if req.n else 1000,
+                                       device=req.device, data_dir=req.data_dir)
+
+    @torch.no_grad()
+    def translation_scores(self, evaluator: Any = None, n: int = 1000, *,
+                           device: str | torch.device = "cpu", batch_size: int = 250,
+                           data_dir: Optional[str] = None) -> Dict[str, float]:
+        """Scores on up to ``n`` test images per domain (the first n, so repeated calls agree).
+
+        For each direction (a2b: G_AB on test A; b2a: G_BA on test B):
+
+        - ``*_target_rate``: fraction of translated images that a classifier (the domain
+          evaluator, trained on the whole labeled dataset) assigns to the *target* domain's
+          class. ``real_*_rate`` is the same classifier on the real test images of that class:
+          the ceiling the translations can be compared with.
+        - ``cycle_l1_*``: mean absolute error per pixel between an image and its round trip
+          (``F(G(x))`` vs ``x``), in [-1, 1] units (a uniform error of 0.1 is 5 % of the range).
+        - ``fid_*``: Fréchet distance, in the evaluator's feature space, between the translated
+          images and the real test images of the target domain. ``fid_real_a_vs_b`` (the two
+          real test sets) is the score of "translating" by doing nothing, for scale.
+
+        ``evaluator``: None (the stored domain evaluator of the domains' dataset, when both are
+        classes of one named dataset), a dataset spec or evaluator file path, or an object with
+        ``predict(x)``, ``features(x)`` and ``class_names``. Without one only the cycle scores
+        are computed (with a warning). Returns a flat ``{name: float}``: ``cycle_l1``,
+        ``cycle_l1_a``, ``cycle_l1_b``, ``n_a``, ``n_b`` always; with an evaluator also
+        ``target_rate``, ``a2b_target_rate``, ``b2a_target_rate``, ``real_a_rate``,
+        ``real_b_rate``, ``fid_a2b``, ``fid_b2a``, ``fid_real_a_vs_b``."""
+        self.to(device)
+        spec_a, spec_b = self.domain_spec("a"), self.domain_spec("b")
+        xa = to_float(self.domain_images("a", "test", limit=n, data_dir=data_dir)[0])
+        xb = to_float(self.domain_images("b", "test", limit=n, data_dir=data_dir)[0])
+        fake_b, rec_a = self.translate(xa, "a2b", batch_size=batch_size, reconstruct=True)
+        fake_a, rec_b = self.translate(xb, "b2a", batch_size=batch_size, reconstruct=True)
+        out: Dict[str, float] = {"n_a": float(len(xa)), "n_b": float(len(xb))}
+        out["cycle_l1_a"] = float((rec_a - xa).abs().mean())
+        out["cycle_l1_b"] = float((rec_b - xb).abs().mean())
+        out["cycle_l1"] = (out["cycle_l1_a"] + out["cycle_l1_b"]) / 2
+
+        ev = _resolve_evaluator(evaluator, self.info.img_size, spec_a, spec_b, device)
+        if ev is None:
+            warnings.warn(f"translation scores: no classifier for domains '{spec_a}' / '{spec_b}' "
+                          f"(not classes of one named dataset); only cycle scores computed. Pass "
+                          f"evaluator=... for target-class rates and FID", stacklevel=2)
+            return out
+        ka, kb = _class_index(ev, spec_a), _class_index(ev, spec_b)
+
+        def predict(x):
+            return torch.cat([ev.predict(x[i:i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
+
+        def feats(x):
+            return torch.cat([ev.features(x[i:i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
+
+        if ka is not None and kb is not None:
+            out["a2b_target_rate"] = float((predict(fake_b) == kb).float().mean())
+            out["b2a_target_rate"] = float((predict(fake_a) == ka).float().mean())
+            out["target_rate"] = (out["a2b_target_rate"] + out["b2a_target_rate"]) / 2
+            out["real_a_rate"] = float((predict(xa) == ka).float().mean())
+            out["real_b_rate"] = float((predict(xb) == kb).float().mean())
+        else:
+            warnings.warn(f"translation scores: the evaluator's classes "
+                          f"({', '.join(getattr(ev, 'class_names', []))}) do not name the domains "
+                          f"'{spec_a}' / '{spec_b}'; target-class rates skipped", stacklevel=2)
+        f_xa, f_xb, f_fb, f_fa = feats(xa), feats(xb), feats(fake_b), feats(fake_a)
+        if min(len(xa), len(xb)) >= 2:
+            out["fid_a2b"] = fid_from_features(f_xb, f_fb)
+            out["fid_b2a"] = fid_from_features(f_xa, f_fa)
+            out["fid_real_a_vs_b"] = fid_from_features(f_xa, f_xb)
+        return out
+
+
+def _domain_class(spec: str) -> Tuple[Optional[str], Optional[str]]:
+    """(registered dataset, class) of a domain spec, or (None, None) for other domains."""
+    try:
+        s = parse_domain(spec)
+    except DataError:
+        return None, None
+    return (s.source, s.cls) if s.source in DATASETS and s.cls else (None, None)
+
+
+def _resolve_evaluator(evaluator: Any, img_size: int, spec_a: str, spec_b: str, device):
+    if evaluator is None:
+        (da, _), (db, _) = _domain_class(spec_a), _domain_class(spec_b)
+        if da is None or da != db:
+            return None
+        return load_evaluator(da, img_size=img_size, device=device)
+    if isinstance(evaluator, (str, Path)):
+        return load_evaluator(evaluator, img_size=img_size, device=device)
+    return evaluator
+
+
+def _class_index(evaluator, spec: str) -> Optional[int]:
+    _, cls = _domain_class(spec)
+    if cls is None:                  # a folder domain: try its folder name as the class
+        try:
+            cls = Path(parse_domain(spec).source).name
+        except DataError:
+            return None
+    names = [normalize_class(c) for c in getattr(evaluator, "class_names", [])]
+    key = normalize_class(cls)
+    return names.index(key) if key in names else None
+
+
+def format_translation(scores: Dict[str, float]) -> str:
+    """A small text table of :meth:`TranslationModel.translation_scores`' result."""
+    rows = []
+    for k, v in scores.items():
+        if k.startswith("n_"):
+            rows.append(f"  {k:<18} {int(v)}")
+        elif "rate" in k:
+            rows.append(f"  {k:<18} {v:7.2%}")
+        else:
+            rows.append(f"  {k:<18} {v:9.4f}")
+    return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------- the task
+@TASKS.register("cyclegan", help="CycleGAN: unpaired image-to-image translation between "
+                                 "two domains (--domain-a, --domain-b)")
+class CycleGANTask(Task):
+    data_defaults = False    # its own two domains and networks (cyclegan.*)
+    generators = ("G_AB", "G_BA")
+    discriminators = ("D_A", "D_B")
+    #: which D judges each G's outputs (G_AB makes domain-B images, which D_B judges)
+    judges = {"G_AB": "D_B", "G_BA": "D_A"}
+    progress_keys = ("loss_D_X", "loss_D_Y", "loss_G", "loss_cycle", "loss_identity")
+    config_section = "cyclegan"
+    trained_class = TranslationModel
+
+    # ------------------------------------------------------------------ data
+    @classmethod
+    def load_data(cls, cfg):
+        d, c = cfg.data, cfg.cyclegan
+        a, b = domain_specs(d.name, c.domain_a, c.domain_b)
+        return load_domain_pair(a, b, img_size=d.img_size, channels=d.channels,
+                                data_dir=d.data_dir, strict=d.strict, limit=d.limit,
+                                download=d.download)
+
+    @classmethod
+    def describe_data(cls, data) -> DataInfo:
+        if not isinstance(data, DomainPair):
+            raise ConfigError(f"the cyclegan task trains on two domains (a DomainPair from "
+                              f"ganforge.data.domains.load_domain_pair), got "
+                              f"{type(data).__name__}; give --domain-a and --domain-b")
+        return DataInfo(name=data.name, n_images=max(len(data.a), len(data.b)),
+                        channels=data.channels, img_size=data.img_size,
+                        nbytes=data.a.images.numel() + data.b.images.numel(),
+                        class_names=[data.a.name, data.b.name])
+
+    @classmethod
+    def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
+        t, c = cfg.train, cfg.cyclegan
+        return TwoDomainLoader(data.a.images, data.b.images, batch_size=t.batch_size,
+                               seed=t.seed, device=device, channels_last=t.channels_last,
+                               crop=c.crop, flip=c.flip, names=(data.a.name, data.b.name),
+                               rank=rank, world_size=world_size)
+
+    @classmethod
+    def run_label(cls, cfg) -> str:
+        return "cyclegan"
+
+    # ------------------------------------------------------------------ networks
+    def __init__(self, cfg, *, img_size: int, channels: int, device: torch.device,
+                 n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE):
+        super().__init__(cfg, img_size=img_size, channels=channels, device=device,
+                         n_classes=n_classes, seed=seed, dist=dist)
+        c, m, t = cfg.cyclegan, cfg.model, cfg.train
+        if t.d_steps != 1:
+            raise ConfigError(f"train.d_steps={t.d_steps}: the cyclegan task alternates one "
+                              f"G and one D update per step (as the paper); use 1")
+        for key, v in (("lambda_cyc", c.lambda_cyc), ("lambda_id", c.lambda_id)):
+            if v < 0:
+                raise ConfigError(f"cyclegan.{key}={v}: must be >= 0")
+        self.lambda_cyc, self.lambda_id = float(c.lambda_cyc), float(c.lambda_id)
+        gkw = dict(img_size=img_size, channels=channels, width=m.g_width, n_blocks=c.n_blocks)
+        dkw = dict(img_size=img_size, channels=channels, width=m.d_width)
+        if models.is_image_to_image(c.discriminator):
+            dkw["n_layers"] = c.d_layers     # a patch D; a whole-image D (r3gan, ...) has no layers knob
+        if c.generator in models.GENERATORS and not models.is_image_to_image(c.generator):
+            raise ConfigError(f"cyclegan.generator='{c.generator}' is a noise-to-image network; "
+                              f"use an image-to-image one (cyclegan-resnet)")
+        self.modules = {
+            "G_AB": models.build("G", c.generator, **gkw).to(device),      # paper G: X -> Y
+            "G_BA": models.build("G", c.generator, **gkw).to(device),      # paper F: Y -> X
+            "D_A": build_d(cfg, c.discriminator, **dkw).to(device),        # paper D_X
+            "D_B": build_d(cfg, c.discriminator, **dkw).to(device),        # paper D_Y
+        }
+        for d in self.discriminators:
+            if has_batchnorm(self.modules[d]):
+                # D sees its real and fake batch stacked (run_stacked): batch statistics would mix them
+                raise ConfigError(f"cyclegan.discriminator='{c.discriminator}' has BatchNorm, which "
+                                  f"would mix the real and generated images D judges together; use "
+                                  f"patchgan or a BatchNorm-free whole-image D (r3gan, resnet, mlp)")
+        self.objective = build_objective(c.adv_loss, cfg.reg.label_smoothing, key="cyclegan.adv_loss")
+        # One toolbox per discriminator: each has its own augmentation stream and ADA p.
+        self.toolboxes = {d: DToolbox(cfg, device=device, seed=seed + 100 * k, dist=dist)
+                          for k, d in enumerate(self.discriminators)}
+        for d, tb in self.toolboxes.items():
+            tb.check_discriminator(self.modules[d], d)
+        self.pool_a = ImagePool(c.pool_size, seed=seed + 3)   # fakes of domain A, for D_A
+        self.pool_b = ImagePool(c.pool_size, seed=seed + 4)   # fakes of domain B, for D_B
+        self._fake_a: Optional[torch.Tensor] = None
+        self._fake_b: Optional[torch.Tensor] = None
+        self._data = None
+
+    @property
+    def G_AB(self):
+        return self.modules["G_AB"]
+
+    @property
+    def G_BA(self):
+        return self.modules["G_BA"]
+
+    @property
+    def D_A(self):
+        return self.modules["D_A"]
+
+    @property
+    def D_B(self):
+        return self.modules["D_B"]
+
+    def bind_data(self, data) -> None:
+        self._data = data
+
+    def phases(self) -> List[Phase]:
+        t = self.cfg.train
+        betas = (t.beta1, t.beta2)
+        return [Phase("G", ("G_AB", "G_BA"), lr=t.lr_g, betas=betas, uses=self.discriminators),
+                Phase("D", ("D_A", "D_B"), lr=t.lr_d, betas=betas, new_batch=False)]
+
+    # ------------------------------------------------------------------ losses
+    def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor
+                         ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """L_G and its parts for one batch (see the module docstring); keeps the fakes for
+        the D phase."""
+        if self.lambda_id > 0:
+            # One call per generator for its translation and its identity term: instance norm
+            # works per image, so a stacked batch gives the same results as two calls, faster.
+            fake_b, idt_b = run_stacked(self.G_AB, real_a, real_b)     # G(x), G(y)
+            fake_a, idt_a = run_stacked(self.G_BA, real_b, real_a)     # F(y), F(x)
+        else:
+            fake_b, fake_a = self.G_AB(real_a), self.G_BA(real_b)
+        rec_a = self.G_BA(fake_b)            # F(G(x))
+        rec_b = self.G_AB(fake_a)            # G(F(y))
+        adv = (self._g_adv("D_B", fake_b, real_b)       # G fools D_Y with G(x)
+               + self._g_adv("D_A", fake_a, real_a))     # F fools D_X with F(y)
+        cycle = cycle_l1(rec_a, real_a) + cycle_l1(rec_b, real_b)
+        loss = adv + self.lambda_cyc * cycle
+        logs = {"loss_G_adv": adv.detach(), "loss_cycle": cycle.detach()}
+        if self.lambda_id > 0:
+            identity = cycle_l1(idt_b, real_b) + cycle_l1(idt_a, real_a)
+            loss = loss + self.lambda_cyc * self.lambda_id * identity
+            logs["loss_identity"] = identity.detach()
+        logs["loss_G"] = loss.detach()
+        self._fake_a, self._fake_b = fake_a.detach(), fake_b.detach()
+        return loss, logs
+
+    def _g_adv(self, d: str, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The adversarial loss of the generator whose fakes ``d`` judges. A loss that compares
+        with real data (``g_needs_real``: relativistic, rpgan) also gets ``d``'s logits on the
+        batch's real images of that domain (no gradient: they are G's reference, not its
+        output; with rpgan the i-th fake is paired with the i-th real of the batch)."""
+        tb, D = self.toolboxes[d], self.modules[d]
+        real_logits = None
+        if self.objective.g_needs_real:
+            with torch.no_grad():
+                real_logits = D(tb.view(real))
+        return self.objective.g_loss(D(tb.view(fake)), real_logits)
+
+    def discriminator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor
+                             ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        if self._fake_a is None or self._fake_b is None:   # D phase on its own (tests, tools)
+            with torch.no_grad():
+                self._fake_b, self._fake_a = self.G_AB(real_a), self.G_BA(real_b)
+        fake_a = self.pool_a.query(self._fake_a)
+        fake_b = self.pool_b.query(self._fake_b)
+        self._fake_a = self._fake_b = None
+        total, logs, extras = 0.0, {}, []
+        for d, key, real, fake in (("D_A", "loss_D_X", real_a, fake_a), ("D_B", "loss_D_Y", real_b, fake_b)):
+            tb, D = self.toolboxes[d], self.modules[d]
+            real = tb.real(real)
+            fake = tb.fake(fake)                 # requires grad when lazy R2 is due
+            real_logits, fake_logits = run_stacked(D, tb.view(real), tb.view(fake))
+            # The paper's ½: "we divide the objective by 2 while optimizing D".
+            loss = 0.5 * self.objective.d_loss(real_logits, fake_logits)
+            extra, more = tb.d_extra(real, real_logits, fake, fake_logits, critic=D)
+            total = total + loss + (extra if extra is not None else 0.0)
+            logs[key] = loss.detach()
+            extras.append(more)
+        for k in extras[0]:      # both discriminators' statistics, averaged (acc_D for the guard)
+            logs[k] = (extras[0][k] + extras[1][k]) / 2
+        return total, logs
+
+    def loss(self, phase: str, batch: Batch, *, last_repeat: bool = True
+             ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        real_a, real_b = batch[0], batch[1]
+        if phase == "G":
+            return self.generator_losses(real_a, real_b)
+        if phase == "D":
+            return self.discriminator_losses(real_a, real_b)
+        raise KeyError(phase)
+
+    # ------------------------------------------------------------------ progress grids
+    def fixed_inputs(self, n: int, generator: torch.Generator, device: torch.device
+                     ) -> Dict[str, torch.Tensor]:
+        """Up to ``min(n // 2, 16)`` test images of each domain, drawn once with ``generator``."""
+        if self._data is None:
+            raise RuntimeError("CycleGANTask.fixed_inputs needs the data: call bind_data(pair) "
+                               "first (the trainer does)")
+        k = max(1, min(n // 2, MAX_FIXED_PER_DOMAIN))
+        out = {}
+        for key, which in (("a", "a"), ("b", "b")):
+            imgs = self._data.test(which).images
+            idx = torch.randperm(imgs.shape[0], generator=generator)[:k]
+            out[key] = to_float(imgs.index_select(0, idx)).to(device)
+        return out
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str = "a2b") -> Tuple[torch.Tensor, torch.Tensor]:
+        """(translated, reconstructed) for images of the source domain of ``direction``."""
+        fwd, back = pick({"G_AB": self.ema_or("G_AB"), "G_BA": self.ema_or("G_BA")}, direction)
+        y = fwd(x)
+        return y, back(y)
+
+    @torch.no_grad()
+    def render(self, fixed: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """One composite image: for domain A, bands of rows  A | G(A) | F(G(A)); then for
+        domain B,  B | F(B) | G(F(B)); ``GRID_COLUMNS`` images per row."""
+        fake_b, rec_a = self.translate(fixed["a"], "a2b")
+        fake_a, rec_b = self.translate(fixed["b"], "b2a")
+        band_a = triplet_grid(fixed["a"], fake_b, rec_a)
+        band_b = triplet_grid(fixed["b"], fake_a, rec_b)
+        return stack_bands([band_a, band_b]).unsqueeze(0)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> Dict[str, Any]:
+        return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict(),
+                "toolboxes": {d: tb.state_dict() for d, tb in self.toolboxes.items()}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.pool_a.load_state_dict(state["pool_a"], device=self.device)
+        self.pool_b.load_state_dict(state["pool_b"], device=self.device)
+        for d, tb in self.toolboxes.items():
+            tb.load_state_dict(state.get("toolboxes", {}).get(d))
+
+    def set_total_steps(self, n: int) -> None:
+        for tb in self.toolboxes.values():
+            tb.total_steps = n
+
+
+def run_stacked(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(net(x), net(y))`` from one call on the stacked batch. Only for networks without
+    cross-image statistics (instance norm, no batch norm), where it equals two calls."""
+    out = net(torch.cat([x, y]))
+    return out[:x.shape[0]], out[x.shape[0]:]
+
+
+def cycle_l1(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference per pixel, in float32 (``|.|_1`` of the module docstring)."""
+    return F.l1_loss(x.float(), target.float())

@@ -1,0 +1,305 @@
+"""The unconditional GAN task (Goodfellow et al. 2014; DCGAN, Radford et al. 2015).
+
+Phases: D minimises ``loss.d_loss(D(x), D(G(z)))``; G minimises ``loss.g_loss(D(G(z)))``.
+With ``d_steps = k`` the D phase runs k times per G step, each on a fresh real batch.
+
+The fake batch made in the last D repeat is kept, with its graph, for the G phase that
+follows: G's weights have not changed in between, so ``D(fake)`` there is exactly the G loss
+of a fresh ``G(z)`` with the same z, and one generator forward per step is saved (the same
+trick as the classic DCGAN example). The trainer restricts each backward to the phase's own
+parameters, so D's weight gradients are never computed in the G phase.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import torch
+
+from ganforge import models
+
+from ganforge.metrics import scoring
+from ganforge.core.config import ConfigError
+from ganforge.core.distributed import SINGLE, DistInfo, local_slice
+from ganforge.core.errors import UserError
+from ganforge.models.latent import check_truncation, truncate_
+from ganforge.losses.adversarial import LOSSES, d_prob
+from ganforge.regularize.toolbox import DToolbox
+from ganforge.render.images import make_grid
+from ganforge.training.tasks import (TASKS, Batch, EvalRequest, Phase, Task, TrainedModel, eval_mode)
+
+
+# ----------------------------------------------------------------------------- use-time face
+@torch.no_grad()
+def generate(G: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 256,
+             device: str | torch.device = "cpu", labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``n`` images (float32 (n, C, H, W) in [-1, 1], CPU) from ``G``, with noise from a
+    generator seeded ``seed`` drawn ``batch_size`` rows at a time; ``labels`` (n,) int64 are
+    the classes for a conditional G(z, y)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    with eval_mode(G):
+        for i in range(0, n, batch_size):
+            m = min(batch_size, n - i)
+            z = torch.randn(m, G.z_dim, generator=g).to(device)
+            x = G(z) if labels is None else G(z, labels[i:i + m].to(device))
+            out.append(x.float().clamp(-1, 1).cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+class NoiseModel(TrainedModel):
+    """A trained unconditional GAN: ``G(z)`` with ``z ~ N(0, I)`` of ``G.z_dim`` dimensions.
+
+    ``sample(n, seed)``: the same seed gives the same images on any device. ``evaluate``: FID,
+    KID, precision/recall, density/coverage (as asked) of ``n`` samples against the real split
+    of the data the run trained on, in the feature space of the requested extractor."""
+
+    inputs = "noise"
+    usage = "which generates images from noise; use `ganforge sample`"
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        """The generator used (``G``, or its average ``G_ema`` when the run kept one)."""
+        return self.modules["G"]
+
+    @property
+    def z_dim(self) -> int:
+        """Size of the generator's noise vectors."""
+        return int(self.generator.z_dim)
+
+    def noise(self, n: int, seed: int = 0, truncation: Optional[float] = None,
+              batch_size: int = 256) -> torch.Tensor:
+        """The float32 (n, z_dim) CPU noise :meth:`sample` feeds G for ``seed``: N(0, I) drawn
+        ``batch_size`` rows at a time from a generator seeded ``seed`` (as :func:`generate`
+        draws it); with ``truncation`` psi > 0, each batch truncated to [-psi, psi] by
+        resampling (:func:`ganforge.models.latent.truncate_`)."""
+        psi = check_truncation(truncation)
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for i in range(0, n, batch_size):
+            z = torch.randn(min(batch_size, n - i), self.z_dim, generator=g)
+            out.append(z if psi is None else truncate_(z, psi, g))
+        return torch.cat(out) if out else torch.empty(0, self.z_dim)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None,
+               batch_size: int = 256) -> torch.Tensor:
+        """Images (float32 (n, C, H, W) in [-1, 1], CPU) for noise ``z`` (n, z_dim); ``labels``
+        (n,) int64 classes for a conditional G (None here)."""
+        G, dev, out = self.generator, self.device, []
+        with eval_mode(G):
+            for i in range(0, z.shape[0], batch_size):
+                zb = z[i:i + batch_size].to(dev)
+                x = G(zb) if labels is None else G(zb, labels[i:i + batch_size].to(dev))
+                out.append(x.float().clamp(-1, 1).cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
+    def sample(self, n: int, seed: int = 0, classes: Any = None, batch_size: int = 256,
+               truncation: Optional[float] = None) -> torch.Tensor:
+        """``truncation``: None, or psi > 0 for the truncation trick (see :meth:`noise`)."""
+        if classes is not None:
+            raise UserError(f"--class {classes}: '{self.info.source}' holds an unconditional "
+                            f"generator, which cannot be asked for a class; train one with "
+                            f"--task conditional")
+        if truncation is None:
+            return generate(self.generator, n, seed=seed, batch_size=batch_size, device=self.device)
+        return self.decode(self.noise(n, seed, truncation, batch_size), None, batch_size)
+
+    def eval_batches(self, n: int, seed: int = 0, batch_size: int = 250) -> Iterator[torch.Tensor]:
+        """``n`` images in batches of ``batch_size`` (noise from a generator seeded ``seed``)."""
+        G, dev = self.generator, self.device
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad(), eval_mode(G):
+            for i in range(0, n, batch_size):
+                m = min(batch_size, n - i)
+                z = torch.randn(m, G.z_dim, generator=g).to(dev)
+                yield self._generate_batch(G, z, i).float().clamp(-1, 1)
+
+    def _generate_batch(self, G: torch.nn.Module, z: torch.Tensor, start: int) -> torch.Tensor:
+        return G(z)
+
+    def example_inputs(self, name: str, n: int = 2, seed: int = 0):
+        G = self.modules[name]
+        return (torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed)),), ("z",)
+
+    def preview(self, fixed: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        return make_grid(self.sample(64, seed=0), nrow=8)
+
+    def evaluate(self, req: EvalRequest) -> Dict[str, Any]:
+        info = self.info
+        spec = info.data
+        ex = scoring.get_extractor(req.extractor, data_spec=spec, img_size=info.img_size,
+                                   weights=req.weights, device=req.device)
+        opts = dict(img_size=info.img_size, channels=info.channels, n=req.n,
+                    data_dir=req.data_dir or info.data_dir, progress=req.progress)
+        real = scoring.real_features(ex, spec, req.split, **opts)   # test, else train
+        scores = scoring.score_images(self.eval_batches(req.n, req.seed), ex, real,
+                                      metrics=req.metrics, seed=req.seed)
+        return {"step": info.step, "extractor": ex.name, "generator": info.modules.get("G", "G"),
+                "real": f"{real['data']} ({real['split']})", "n_real": real["n"], "n_fake": req.n,
+                **scores}
+
+
+def g_options(cfg) -> Dict[str, Any]:
+    """G's constructor options beyond the common ones: ``upsample`` when ``model.upsample``
+    is not the default ``deconv`` (so the stored spec of a default G is unchanged)."""
+    return {"upsample": cfg.model.upsample} if cfg.model.upsample != "deconv" else {}
+
+
+@TASKS.register("gan", help="unconditional GAN: G(z) vs D(x)")
+class GANTask(Task):
+    progress_keys = ("loss_D", "loss_G", "D(x)", "D(G(z))")
+    generators = ("G",)
+    discriminators = ("D",)
+    trained_class = NoiseModel
+
+    def __init__(self, cfg, *, img_size: int, channels: int, device: torch.device,
+                 n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE):
+        super().__init__(cfg, img_size=img_size, channels=channels, device=device,
+                         n_classes=n_classes, seed=seed, dist=dist)
+        m, t = cfg.model, cfg.train
+        self.z_dim = m.z_dim
+        self.batch_size = t.batch_size
+        try:
+            G, D = self.build_networks(img_size=img_size, channels=channels, n_classes=n_classes)
+        except ValueError as e:    # the families raise it for arguments they cannot build,
+            # all of which come from the config (a size the family cannot reach, a width ...)
+            raise ConfigError(f"model.name={m.name}, data.img_size={img_size}: {e}") from None
+        self.modules = {"G": G.to(device), "D": D.to(device)}
+        self.objective = build_objective(t.loss, cfg.reg.label_smoothing)
+        self.toolbox = DToolbox(cfg, device=device, seed=seed, dist=self.dist)
+        self.toolbox.check_discriminator(D)
+        # The task's own noise stream, separate from torch's global RNG and checkpointed.
+        self.noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+        self._fake: Optional[torch.Tensor] = None
+        # D sees real and fake in one call when that changes nothing: no BatchNorm (whose batch
+        # statistics would mix the two) and no other per-batch layer. Saves a D launch per step.
+        self._joint_d = not any(isinstance(mod, (torch.nn.modules.batchnorm._BatchNorm,
+                                                 torch.nn.modules.instancenorm._InstanceNorm))
+                                for mod in D.modules())
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Also: ``model.upsample`` other than deconv needs a family whose G has it."""
+        super().check_config(cfg)
+        m = cfg.model
+        if m.upsample != "deconv" and "upsample" not in inspect.signature(
+                models.GENERATORS.get(m.name)).parameters:
+            raise ConfigError(f"model.upsample={m.upsample}: the {m.name} generator has no "
+                              f"upsampling choice; use --model dcgan, or drop the key")
+
+    def build_networks(self, *, img_size: int, channels: int, n_classes: int):
+        """(G, D) for this task; the conditional task overrides this with G(z, y), D(x, y)."""
+        m = self.cfg.model
+        G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim,
+                         width=m.g_width, **g_options(self.cfg))
+        D = build_d(self.cfg, m.name, img_size=img_size, channels=channels, width=m.d_width)
+        return G, D
+
+    @property
+    def G(self):
+        return self.modules["G"]
+
+    @property
+    def D(self):
+        return self.modules["D"]
+
+    def phases(self) -> List[Phase]:
+        t = self.cfg.train
+        betas = (t.beta1, t.beta2)
+        return [Phase("D", ("D",), lr=t.lr_d, betas=betas, repeat=t.d_steps),
+                Phase("G", ("G",), lr=t.lr_g, betas=betas, new_batch=False, uses=("D",))]
+
+    def set_total_steps(self, n: int) -> None:
+        self.toolbox.total_steps = n
+
+    def noise(self, n: int) -> torch.Tensor:
+        """``n`` noise vectors. Under DDP, this process's rows of one draw for the global batch,
+        so N processes see exactly the noise one process would (ganforge/core/distributed.py)."""
+        ws = self.dist.world_size
+        z = torch.randn(n * ws, self.z_dim, device=self.device, generator=self.noise_gen)
+        return z if ws == 1 else z[local_slice(n, self.dist)]
+
+    def loss(self, phase: str, batch: Batch, *, last_repeat: bool = True) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        tb = self.toolbox
+        if phase == "D":
+            real = tb.real(batch[0])
+            z = self.noise(real.shape[0])
+            if last_repeat:
+                fake = self.G(z)                 # keep the graph for the G phase
+                self._fake = fake
+                fake_in = fake.detach()
+            else:
+                with torch.no_grad():
+                    fake_in = self.G(z)
+            fake_in = tb.fake(fake_in)           # requires grad when lazy R2 is due
+            real_v, fake_v = tb.view(real), tb.view(fake_in)
+            if self._joint_d:   # one D call on [real; fake]: same maths without BatchNorm
+                # (R1/R2 differentiate through the concatenation back to real / fake_in)
+                logits = self.D(torch.cat([real_v, fake_v]))
+                real_logits, fake_logits = logits[:real.shape[0]], logits[real.shape[0]:]
+            else:
+                real_logits = self.D(real_v)
+                fake_logits = self.D(fake_v)
+            loss = self.objective.d_loss(real_logits, fake_logits)
+            logs = {"loss_D": loss.detach(), "D(x)": d_prob(real_logits.detach()),
+                    "D(G(z))": d_prob(fake_logits.detach())}
+            extra, more = tb.d_extra(real, real_logits, fake_in, fake_logits, critic=self.D)
+            if extra is not None:
+                loss = loss + extra
+            return loss, {**logs, **more}
+        if phase == "G":
+            fake = self._fake if self._fake is not None else self.G(self.noise(self.batch_size))
+            self._fake = None
+            fake_logits = self.D(tb.view(fake))
+            real_logits = None
+            if self.objective.g_needs_real:      # relativistic, rpgan: G compares with D on real data
+                with torch.no_grad():
+                    real_logits = self.D(tb.view(batch[0]))
+            loss = self.objective.g_loss(fake_logits, real_logits)
+            return loss, {"loss_G": loss.detach()}
+        raise KeyError(phase)
+
+    def fixed_inputs(self, n: int, generator: torch.Generator, device: torch.device) -> Dict[str, torch.Tensor]:
+        """G's keyword arguments for the grid (``z``; the conditional task adds ``y``)."""
+        return {"z": torch.randn(n, self.z_dim, generator=generator).to(device)}
+
+    @torch.no_grad()
+    def render(self, fixed: Dict[str, torch.Tensor]) -> torch.Tensor:
+        with eval_mode(self.ema_or("G")) as G:
+            return G(**fixed).float()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"noise_gen": self.noise_gen.get_state(), "toolbox": self.toolbox.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.noise_gen.set_state(state["noise_gen"])
+        self.toolbox.load_state_dict(state.get("toolbox"))
+
+
+def build_objective(name: str, label_smoothing: float = 0.0, key: str = "train.loss"):
+    """The adversarial loss ``name`` (the config key ``key``: train.loss, cyclegan.adv_loss)
+    with one-sided label smoothing (reg.label_smoothing); a bad combination is a config error."""
+    try:
+        return LOSSES.build(name, **({"label_smoothing": label_smoothing} if label_smoothing else {}))
+    except ValueError as e:
+        raise ConfigError(f"{key}={name}, reg.label_smoothing={label_smoothing}: {e}") from None
+
+
+def build_d(cfg, name: str, **kwargs):
+    """A discriminator with the config's spectral norm and dropout (reg.spectral_norm,
+    reg.d_dropout), shared by every task."""
+    r = cfg.reg
+    if r.spectral_norm:
+        kwargs["spectral_norm"] = True
+    if r.d_dropout:
+        if not 0 < r.d_dropout < 1:
+            raise ConfigError(f"reg.d_dropout={r.d_dropout}: use a probability in [0, 1)")
+        kwargs["dropout"] = float(r.d_dropout)
+    try:
+        return models.build("D", name, **kwargs)
+    except TypeError as e:
+        if "dropout" in str(e):
+            raise ConfigError(f"reg.d_dropout: the '{name}' discriminator has no dropout option; "
+                              f"use reg.d_dropout=0 or another model") from None
+        raise

@@ -1,0 +1,249 @@
+"""``ganforge report RUN [--out report.html]``: one self-contained HTML page about a run.
+
+Reads the run folder as its users do (``runs.load_run``, the metrics log, checkpoint
+metadata), makes the pictures it lacks (curves, one grid row per class, translations) and
+hands plain data to the renderer (``ganforge.render.html``). :class:`WriteReport` is the
+training callback that writes it at the end of every session; ``ganforge train`` hands it to
+the Trainer (training sits below this layer and does not import it).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import yaml
+from PIL import Image
+
+from ganforge.core.version import __version__
+from ganforge.core.checkpoint import find_checkpoint, load_checkpoint, numbered_checkpoints
+from ganforge.core.errors import GanforgeError, UserError
+from ganforge.core.files import atomic_write_text
+from ganforge.render.curves import plot_curves, read_metrics
+from ganforge.render.html import render_report
+from ganforge.render.images import grid_to_uint8, make_grid, triplet_grid
+from ganforge.use.load import load_run
+from ganforge.training.callbacks import Callback
+
+#: images per class row and per translation band
+ROW_IMAGES = 8
+#: the most classes given a sampled row (a table of names beyond that)
+MAX_CLASS_ROWS = 50
+
+
+def _png(grid: torch.Tensor, scale: int = 1) -> bytes:
+    img = Image.fromarray(grid_to_uint8(grid))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _scale(img_size: int) -> int:
+    return max(1, min(4, 64 // max(1, img_size)))
+
+
+def _read(p: Path) -> Optional[bytes]:
+    try:
+        return p.read_bytes() if p.is_file() else None
+    except OSError:
+        return None
+
+
+def _one_line(e: BaseException) -> str:
+    s = " ".join(str(e).split()) or type(e).__name__
+    return s if len(s) <= 200 else s[:197] + "..."
+
+
+def _duration(s: Optional[float]) -> str:
+    if s is None:
+        return "?"
+    s = int(round(float(s)))
+    h, m = divmod(s, 3600)
+    m, sec = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else (f"{m} min {sec:02d} s" if m else f"{sec} s")
+
+
+def _classes(model: Any, rows: List[Dict[str, Any]], notes: List[str]) -> Optional[List[Dict[str, Any]]]:
+    names = model.class_names
+    if not names:
+        return None
+    classes: List[Dict[str, Any]] = [{"name": n} for n in names]
+    per_class = next((r["per_class"] for r in reversed(rows)
+                      if isinstance(r.get("per_class"), list)), None)
+    if per_class:                 # the last evaluation that kept a per-class table
+        for entry in per_class:
+            i = entry.get("index")
+            if isinstance(i, int) and 0 <= i < len(classes):
+                classes[i]["accuracy"] = entry.get("accuracy")
+        return classes
+    scale = _scale(model.info.img_size)
+    for i, c in enumerate(classes[:MAX_CLASS_ROWS]):
+        try:
+            x = model.sample(ROW_IMAGES, seed=i, classes=[i] * ROW_IMAGES)
+            c["png"] = _png(make_grid(x, nrow=ROW_IMAGES), scale)
+        except GanforgeError as e:
+            notes.append(f"class samples: {_one_line(e)}")
+            break
+    if len(classes) > MAX_CLASS_ROWS:
+        notes.append(f"class samples: first {MAX_CLASS_ROWS} of {len(classes)} classes")
+    return classes
+
+
+def _translations(model: Any, notes: List[str]) -> Optional[List[Tuple[str, bytes]]]:
+    if getattr(model, "inputs", "noise") != "image":
+        return None
+    out = []
+    for direction in getattr(model, "directions", ("a2b", "b2a")):
+        try:
+            imgs, name = model.source_images(direction, limit=ROW_IMAGES)
+        except (GanforgeError, OSError, AttributeError) as e:
+            notes.append(f"translations {direction}: {_one_line(e)}")
+            continue
+        x = imgs[:ROW_IMAGES]
+        if x.dtype == torch.uint8:
+            x = x.float() / 127.5 - 1
+        y, rec = model.translate(x, direction, reconstruct=True)
+        out.append((f"{direction}: {name}",
+                    _png(triplet_grid(x, y, rec, columns=ROW_IMAGES), _scale(model.info.img_size))))
+    return out
+
+
+def _checkpoints(run: Path, latest_step: int) -> List[Dict[str, Any]]:
+    d = run / "checkpoints"
+    if not d.is_dir():
+        return []
+    steps = {p.name: s for s, p in numbered_checkpoints(run)}
+    out = []
+    for p in sorted(d.glob("*.pt")):
+        step = steps.get(p.name, latest_step if p.name == "latest.pt" else "")
+        out.append({"name": p.name, "step": step, "size": p.stat().st_size})
+    return out
+
+
+def environment() -> List[Tuple[str, Any]]:
+    import numpy
+    return [("python", platform.python_version()), ("torch", torch.__version__),
+            ("ganforge", __version__), ("numpy", numpy.__version__),
+            ("platform", platform.platform()),
+            ("cuda", torch.version.cuda or "none"),
+            ("machine", f"{platform.machine()}, {torch.get_num_threads()} threads")]
+
+
+def build_report(run: str | Path) -> str:
+    """The report page of run folder ``run`` as HTML text. Raises :class:`UserError` for a
+    folder that holds no run."""
+    run = Path(run).expanduser()
+    if not run.is_dir():
+        raise UserError(f"'{run}' is not a run folder (give the folder `ganforge train --out` wrote)")
+    try:
+        model = load_run(run)
+        st = load_checkpoint(find_checkpoint(run, "latest"), map_location="cpu")
+    except GanforgeError as e:
+        raise UserError(f"report: {_one_line(e)}") from None
+    info = model.info
+    cfg: Dict[str, Any] = info.config or {}
+    cfg_file = run / "config.yaml"
+    if cfg_file.is_file():
+        try:
+            loaded = yaml.safe_load(cfg_file.read_text())
+            if isinstance(loaded, dict):
+                cfg = loaded
+        except (OSError, yaml.YAMLError):
+            pass
+    rows = read_metrics(run / "metrics.jsonl")
+    notes: List[str] = []
+
+    curves = _read(run / "curves.png")
+    if curves is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            if plot_curves(run / "metrics.jsonl", Path(tmp) / "curves.png"):
+                curves = _read(Path(tmp) / "curves.png")
+    if curves is None:
+        notes.append("training curves: nothing logged yet")
+    grids = sorted((run / "samples").glob("step-*.png"))
+    samples = _read(grids[-1]) if grids else None
+    gif = _read(run / "training.gif")
+
+    train = cfg.get("train", {}) if isinstance(cfg.get("train"), dict) else {}
+    model_cfg = cfg.get("model", {}) if isinstance(cfg.get("model"), dict) else {}
+    devices = [r["device"] for r in rows if isinstance(r.get("device"), str)]
+    total = train.get("steps") or ""
+    summary = [("task", info.task), ("model", model_cfg.get("name", "?")),
+               ("data", f"{info.data} ({info.img_size} px, {info.channels} ch)"),
+               ("steps", f"{info.step}" + (f" of {total}" if total and total != info.step else "")),
+               ("training time", _duration(st.get("elapsed"))),
+               ("device", devices[-1] if devices else train.get("device", "?")),
+               ("generators", ", ".join(f"{k} ({v})" if k != v else k for k, v in info.modules.items())),
+               ("seed", cfg.get("seed", train.get("seed", "?")))]
+    last = next((r for r in reversed(rows) if "loss_D" in r or "loss_G" in r), None)
+    if last:
+        summary += [(k, last[k]) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))") if k in last]
+    if info.metrics:
+        summary += [(k, v) for k, v in info.metrics.items() if isinstance(v, (int, float))][:4]
+
+    return render_report(
+        title=f"ganforge run: {run.resolve().name}", summary=summary, config=cfg, rows=rows,
+        curves_png=curves, samples_png=samples,
+        samples_caption=f"step {grids[-1].stem.split('-')[-1].lstrip('0') or '0'}" if grids else "",
+        gif=gif, classes=_classes(model, rows, notes), translations=_translations(model, notes),
+        checkpoints=_checkpoints(run, info.step), environment=environment(), notes=notes,
+        generated=f"written by ganforge {__version__} on "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')} from {run.resolve()}")
+
+
+def write_report(run: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report of ``run`` to ``out`` (default ``RUN/report.html``); returns the path."""
+    text = build_report(run)
+    out = Path(out).expanduser() if out else Path(run).expanduser() / "report.html"
+    if out.is_dir():
+        raise UserError(f"--out '{out}' is a folder: give a file name such as {out / 'report.html'}")
+    if not out.parent.is_dir():
+        raise UserError(f"--out '{out}': the folder '{out.parent}' does not exist")
+    try:
+        atomic_write_text(out, text)
+    except OSError as e:
+        raise UserError(f"cannot write '{out}': {_one_line(e)}") from None
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = write_report(args.run, args.out)
+    print(f"[ganforge] report written to {out}", file=sys.stderr)
+    return 0
+
+
+def add_report_parser(sub: Any) -> None:
+    """The ``report`` subcommand of ``ganforge`` (cli.build_parser)."""
+    r = sub.add_parser("report", help="write one self-contained HTML page about a run",
+                       description="One HTML file (images and CSS inline, no network) with the "
+                                   "run's summary, curves, samples, classes or translations, "
+                                   "checkpoints, config and environment.")
+    r.add_argument("run", metavar="RUN_DIR", help="a run folder")
+    r.add_argument("--out", default=None, help="the HTML file (default: RUN_DIR/report.html)")
+    r.set_defaults(func=_run)
+
+
+class WriteReport(Callback):
+    """A training callback: write ``RUN/report.html`` when a session ends (rank 0), after the
+    run's own outputs (``ganforge train`` passes it to the Trainer first in the list, so its
+    ``on_end`` runs last). A report is a courtesy: a failure to write it is one warning line
+    and never fails or interrupts the training run."""
+
+    every = 0
+
+    def on_end(self, trainer) -> None:
+        if not trainer.is_main:
+            return
+        try:
+            write_report(trainer.run_dir)
+        except Exception as e:
+            msg = " ".join(str(e).split())[:200] or type(e).__name__
+            trainer.note(f"warning: report.html not written: {msg}")

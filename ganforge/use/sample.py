@@ -1,0 +1,70 @@
+"""``ganforge sample``: write images from a trained run (a grid image or a ``.npy`` array).
+
+The run's task decides how its generators are fed (:class:`ganforge.training.tasks.TrainedModel`);
+this module only turns what it returns into files.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ganforge.core.errors import UserError
+from ganforge.core.files import check_output_file
+from ganforge.models.latent import check_truncation
+from ganforge.render.class_grid import save_class_grid
+from ganforge.render.images import save_grid
+from ganforge.use.load import load_run
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+
+
+def labels_path(out: str | Path) -> Path:
+    """``NAME.npy`` -> ``NAME.labels.npy``: the class of each image in the array."""
+    out = Path(out)
+    return out.with_name(out.stem + ".labels.npy")
+
+
+def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
+                   which: str = "latest", device: str = "cpu", class_: Optional[str] = None,
+                   ema: bool = True, truncation: Optional[float] = None) -> Path:
+    """Write ``n`` samples of ``run`` as a grid image (.png/.jpg) or a float32 (n, C, H, W)
+    ``.npy`` array in [-1, 1]. ``class_`` (runs with classes only): a class name (any case;
+    '-', '_', ' ', '/' alike) or index -> ``n`` images of that class; ``all`` -> one labelled
+    row per class, ceil(n / K) images each; None -> classes drawn as G's training labels
+    were. ``truncation``: psi > 0 for the truncation trick (:mod:`ganforge.models.latent`), None: none. A ``.npy`` of a run with classes gets ``NAME.labels.npy`` next to it.
+    Raises :class:`UserError` for n < 1, another suffix, or a request the run cannot serve."""
+    if n <= 0:
+        raise UserError(f"--n {n}: ask for at least one image")
+    out = check_output_file(out, SUFFIXES, "a .png/.jpg file for a grid or .npy for an array",
+                            "samples.png")
+    suffix = out.suffix.lower()
+    psi = check_truncation(truncation)
+    model = load_run(run, which, ema=ema, device=device)
+    if model.inputs != "noise":
+        model.sample(n, seed=seed)        # raises the run's own one-line error
+    names = model.class_names
+    cols = None
+    labels = None
+    if names and class_ is not None and str(class_).strip().lower() == "all":
+        cols = math.ceil(n / len(names))
+        labels = torch.arange(len(names)).repeat_interleave(cols)
+    elif names:
+        labels = model.labels_for(n, seed, class_)
+    x = model.sample(len(labels) if labels is not None else n, seed=seed,
+                     classes=labels if labels is not None else class_,
+                     **({} if psi is None else {"truncation": psi}))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scale = 2 if x.shape[-1] <= 32 else 1
+    if suffix == ".npy":
+        np.save(out, x.numpy().astype(np.float32))
+        if labels is not None:
+            np.save(labels_path(out), labels.numpy().astype(np.int64))
+    elif cols is not None:
+        save_class_grid(x, cols, names, out, scale=scale)
+    else:
+        save_grid(x, out, scale=scale)
+    return out
