@@ -261,7 +261,7 @@ def bench(args) -> None:
 
 def evaluate(args) -> None:
     from ganforge.use.load import load_run
-    from ganforge.training.tasks.cyclegan import format_translation
+    from ganforge.use.faces.cyclegan import format_translation
     if args.threads:
         torch.set_num_threads(args.threads)
     scores = load_run(args.eval).translation_scores(evaluator=args.evaluator, n=args.n)

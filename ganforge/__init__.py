@@ -34,9 +34,12 @@ import importlib.abc
 import importlib.util
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ganforge.core.version import __version__
+
+if TYPE_CHECKING:                       # for the annotations only: no import at run time
+    from ganforge.use.face import Generator
 
 __all__ = ["__version__", "load", "Generator", "GeneratorInfo"]
 
@@ -69,21 +72,21 @@ MOVED = {
 }
 
 
-def load(path: Any, checkpoint: str = "latest", ema: bool = True, device: Any = "cpu") -> "Generator":
+def load(path: Any, checkpoint: str = "latest", ema: bool = True, device: Any = "cpu") -> Generator:
     """The trained generator(s) of a run folder, a checkpoint file or an export folder, as the
     run's task face: a :class:`Generator` (``.sample``, ``.translate``, ``.interpolate``,
     ``.evaluate``, ``.info``, ``.to``). See :func:`ganforge.use.load.load` for the arguments
     and the errors it raises."""
-    from ganforge.use.api import load as load_run_face
-    return load_run_face(path, checkpoint=checkpoint, ema=ema, device=device)
+    from ganforge.use.load import load as load_face
+    return load_face(path, checkpoint=checkpoint, ema=ema, device=device)
 
 
 def __getattr__(name: str) -> Any:
     """``ganforge.Generator`` / ``ganforge.GeneratorInfo`` (the use wing's face, imported on
     first use) and the 0.1 module names as attributes (``ganforge.runs.load_run``)."""
     if name in ("Generator", "GeneratorInfo"):
-        from ganforge.use import api
-        return getattr(api, name)
+        from ganforge.use import face
+        return getattr(face, name)
     if f"ganforge.{name}" in MOVED:
         return importlib.import_module(f"ganforge.{name}")
     raise AttributeError(f"module 'ganforge' has no attribute '{name}'")

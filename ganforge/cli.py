@@ -17,7 +17,7 @@ from ganforge.core import distributed
 from ganforge.use import evaluate
 
 from ganforge import models
-from ganforge.use.api import add_interpolate_parser, add_progress_parser
+from ganforge.use.animate import add_interpolate_parser, add_progress_parser
 from ganforge.core.argtypes import at_least, positive
 from ganforge.core.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
 from ganforge.core.config import Config, ConfigError, help_config, load_yaml, merge, parse_pairs, preset_names
@@ -26,7 +26,8 @@ from ganforge.data.spec import absolute_spec
 from ganforge.core.errors import GanforgeError, UserError
 from ganforge.metrics.domain.train import add_evaluator_parser
 from ganforge.use.export import add_export_parser
-from ganforge.use.report import WriteReport, add_report_parser
+from ganforge.use.report import add_report_parser
+from ganforge.training.callbacks.report import WriteReport
 from ganforge.losses.adversarial import LOSSES
 from ganforge.metrics import DEFAULT_METRICS, EXTRACTORS, METRICS
 from ganforge.use.sample import sample_to_file

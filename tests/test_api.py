@@ -210,7 +210,7 @@ def test_cli_errors_are_one_line_exit_2(gan_run, cycle_run, tmp_path, capsys, ar
              "CYCLE": str(cycle_run)}
     argv = [subst.get(a, a) for a in argv]
     argv += [] if "--out" in argv else ["--out", str(tmp_path / "x.gif" if argv[0] != "sample" else tmp_path / "x.png")]
-    from ganforge.use.api import ffmpeg_exe
+    from ganforge.use.animate import ffmpeg_exe
     if "walk.mp4" in argv:
         if ffmpeg_exe() is not None:
             pytest.skip("an ffmpeg encoder is installed here")
@@ -236,3 +236,36 @@ def test_readme_python_example_runs(gan_run, monkeypatch):
 def test_import_ganforge_does_not_import_torch():
     code = "import sys, ganforge; assert 'torch' not in sys.modules and callable(ganforge.load)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------- the use wing alone
+FIXTURES = Path(__file__).parent / "fixtures" / "v0.1.0"
+#: what trained a run, which using it must not load (the use-wing import contract in
+#: pyproject.toml says the same of the imports; this checks what a real call loads)
+TRAINING = ("ganforge.training", "ganforge.losses", "ganforge.regularize")
+
+
+@pytest.mark.parametrize("task, call", [
+    ("gan", "g.sample(4)"), ("conditional", "g.sample(4, classes='class 1')"),
+    ("cyclegan", "g.translate(torch.zeros(2, 1, 16, 16), 'a2b')"),
+    ("gan", "ganforge.load(r'{export}').sample(4)"),
+])
+def test_using_a_run_loads_nothing_of_its_training(task, call):
+    run, export = FIXTURES / task / "run", FIXTURES / task / "export"
+    code = (f"import sys, torch, ganforge\n"
+            f"g = ganforge.load(r'{run}')\n"
+            f"x = {call.format(export=export)}\n"
+            f"assert x.shape[0] in (2, 4)\n"
+            f"print(sorted(m for m in sys.modules if m.startswith({TRAINING!r})))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", f"{task}: using a run loaded {r.stdout.strip()}"
+
+
+def test_import_ganforge_is_light():
+    """``import ganforge`` (every CLI start) loads neither torch nor a wing."""
+    code = ("import sys, ganforge\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('ganforge.use', "
+            "'ganforge.training', 'ganforge.metrics'))))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

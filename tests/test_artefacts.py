@@ -80,11 +80,10 @@ def test_registered_as_a_default_metric():
 
 
 def test_curves_plot_the_ratio(tmp_path):
-    import json
-    log = tmp_path / "metrics.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"step": 1, "loss_D": 1.0, "loss_G": 1.0}, {"step": 2, "fid": 3.0, "hf_ratio": 2.5}]))
-    assert plot_curves(log, tmp_path / "curves.png")
+    from ganforge.core import runfolder
+    for r in [{"step": 1, "loss_D": 1.0, "loss_G": 1.0}, {"step": 2, "fid": 3.0, "hf_ratio": 2.5}]:
+        runfolder.append_row(tmp_path, r)
+    assert plot_curves(runfolder.read_rows(tmp_path), tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 

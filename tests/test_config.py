@@ -7,7 +7,7 @@ import yaml
 
 from ganforge.training.tasks import DEFAULT_TASK, registered_names, resolve_config
 from ganforge.core.config import (REGISTRY_KINDS, Config, ConfigError, all_keys, check_names, check_values,
-                             help_config, key_spec, load_config, load_yaml, merge, preset_names, schema,
+                             help_config, key_spec, load_config, merge, preset_names, schema,
                              set_key)
 
 

@@ -460,10 +460,11 @@ def test_translate_run_test(tmp_path):
 
 
 def test_rebuild_from_checkpoint_alone(trained_run, tmp_path):
-    from ganforge.use.translate import load_translator
+    from ganforge.use.load import load
     ck = tmp_path / "only.pt"
     ck.write_bytes((trained_run / "checkpoints" / "latest.pt").read_bytes())
-    model = load_translator(ck)
+    model = load(ck)
+    assert model.inputs == "image"
     G_AB, G_BA, st = model.modules["G_AB"], model.modules["G_BA"], load_checkpoint(ck)
     task = CycleGANTask(Config.from_dict(st["config"]), img_size=16, channels=1,
                         device=torch.device("cpu"))
@@ -476,7 +477,7 @@ def test_rebuild_from_checkpoint_alone(trained_run, tmp_path):
         bad = dict(st, specs={"G": st["specs"]["G_AB"]})
         p = tmp_path / "bad.pt"
         torch.save(bad, p)
-        load_translator(p)
+        load(p)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -621,13 +621,13 @@ def test_repair_log_mends_any_cut_of_the_last_row(tmp_path, resume_step):
     """The last row cut at every byte (a crash mid-append): the repaired log is whole lines
     only (the cut row kept when it is complete and not after the resume step) and the next
     append makes a line of its own."""
-    from ganforge.training.claim import repair_log
+    from ganforge.core.runfolder import repair_log
     head = "".join(json.dumps({"step": s, "loss_D": 0.5 + s}) + "\n" for s in (1, 2))
     last = json.dumps({"step": 3, "resumed": True, "changed": {"train.steps": [3, 9]}}) + "\n"
     path = tmp_path / "metrics.jsonl"
     for cut in range(len(last) + 1):
         path.write_text(head + last[:cut])
-        repair_log(path, resume_step)
+        repair_log(tmp_path, resume_step)
         with open(path, "a") as f:                 # what the trainer does next (Artifacts.log)
             f.write(json.dumps({"step": resume_step + 1}) + "\n")
         rows = _rows(path)

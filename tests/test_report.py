@@ -12,7 +12,8 @@ import pytest
 from ganforge.cli import main
 from ganforge.core.errors import UserError
 from ganforge.render.html import data_uri, eval_history, render_report
-from ganforge.use.report import WriteReport, write_report
+from ganforge.training.callbacks.report import WriteReport
+from ganforge.use.report import write_report
 from ganforge.training.tasks import TASKS
 from ganforge.training.trainer import Trainer
 from tests.helpers import CHROMIUM, TASK_KITS, need_browser
@@ -85,11 +86,11 @@ def test_report_errors_are_one_line(tmp_path, capsys):
 
 
 def test_report_failure_never_fails_training(tmp_path, capsys, monkeypatch):
-    import ganforge.use.report as run_report
+    import ganforge.training.callbacks.report as report_callback
 
     def broken(run_dir, out=None):
         raise RuntimeError("disk says no\nsecond line")
-    monkeypatch.setattr(run_report, "write_report", broken)
+    monkeypatch.setattr(report_callback, "write_report", broken)
     kit = TASK_KITS["gan"]
     Trainer(kit.cfg(tmp_path / "run", **{"train.steps": 2}), dataset=kit.data(),
             callbacks=[WriteReport()]).fit()

@@ -1,12 +1,10 @@
 """Trainer: determinism, exact resume, phases, run folder, checkpoints, interruption."""
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -179,7 +177,7 @@ def test_sigterm_saves_checkpoint_and_resume_continues(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ganforge", "train", "--out", str(run), "--resume",
                         "--steps", str(stopped + 5)], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert f"resumed from" in r.stderr
+    assert "resumed from" in r.stderr
     assert load_checkpoint(run)["step"] == stopped + 5
 
 

@@ -46,7 +46,13 @@ import torch
 
 from ganforge.core.errors import RunError, UserError
 from ganforge.core.files import (IMAGE_EXTENSIONS, atomic_link, atomic_save, disk_full_errno, remove_stale_temps)
+from ganforge.core.version import __version__
 
+#: the format this version writes (``state["format"]``), beside ``state["version"]``
+FORMAT = "ganforge-checkpoint-1"
+#: every format this version reads (a checkpoint without the key predates it: format 1). An
+#: older format, once there is one, is upgraded where it is read, here.
+READS = (FORMAT,)
 CKPT_DIR = "checkpoints"
 LATEST = "latest.pt"
 BEST = "best.pt"
@@ -62,6 +68,10 @@ _ACCESS_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR}   # the
 
 class CheckpointError(UserError, ValueError):
     """A user-facing problem with a checkpoint path or file (one line, naming the file)."""
+
+
+class CheckpointFormatError(CheckpointError):
+    """A checkpoint of a format this version cannot read (written by a newer ganforge)."""
 
 
 class CheckpointWriteError(RunError, OSError):
@@ -232,7 +242,20 @@ def _read(p: Path, map_location: Any, mmap: bool = False) -> Dict[str, Any]:
         raise _Damaged("its checksum entry is damaged")
     elif "step" not in st:     # a file from before checksums is still a ganforge checkpoint
         raise _Damaged("it holds no checksum and no training step: not a ganforge checkpoint")
+    _check_format(st, p)
     return st
+
+
+def _check_format(st: Mapping, p: Path) -> None:
+    """Refuse a checkpoint of a format this version does not read (not damaged: never set
+    aside), naming the version that wrote it and what to do."""
+    fmt = st.get("format")
+    if fmt is None or fmt in READS:
+        return
+    raise CheckpointFormatError(
+        f"'{p}' was written by ganforge {st.get('version', '?')} in format {fmt}; this ganforge "
+        f"{__version__} reads {', '.join(READS)}: upgrade ganforge (pip install -U ganforge) to "
+        f"use it, or use the version that wrote it")
 
 
 def _cannot_read(p: Path, reason: str) -> CheckpointError:

@@ -55,6 +55,9 @@ def _brief(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
+#: The task of ``train.task=""`` (the config's default): an unconditional GAN.
+DEFAULT_TASK = "gan"
+
 #: the registry kinds :func:`check_names` knows how to check (``key(registry=...)``)
 REGISTRY_KINDS = ("model", "task", "loss", "generator", "discriminator", "diffaug", "classic_aug",
                   "metric")
@@ -121,7 +124,7 @@ class ModelConfig:
 class TrainConfig:
     """What is trained and how: task, loss, length, optimiser, precision, device."""
     task: str = key("", "what is trained: a registered task (`ganforge list`); empty: the default "
-                        "task (ganforge.training.tasks.DEFAULT_TASK, an unconditional GAN)", registry="task")
+                        "task (DEFAULT_TASK, an unconditional GAN)", registry="task")
     loss: str = key("nonsaturating", "adversarial loss; see `ganforge list` (losses)", registry="loss")
     steps: int = key(0, "generator steps", low=0, zero="train.epochs decides; both 0: 2000 steps")
     epochs: float = key(0.0, "alternatively, passes over the data", low=0,

@@ -1,32 +1,18 @@
-"""Training curves from the JSON-lines metrics log."""
+"""Training curves: the rows of a run's metrics log (:func:`ganforge.core.runfolder.read_rows`)
+as one PNG of stacked panels against step."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Sequence
 
 
-def read_metrics(path: str | Path) -> List[Dict]:
-    rows = []
-    p = Path(path)
-    if not p.exists():
-        return rows
-    for line in p.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue   # a line cut by a crash must not break plotting
-    return rows
-
-
-def plot_curves(metrics_path: str | Path, out_path: str | Path,
+def plot_curves(rows: Sequence[Dict[str, Any]], out_path: str | Path,
                 groups: Dict[str, List[str]] | None = None) -> bool:
-    """Plot loss_D/loss_G and D(x)/D(G(z)) (or the given groups) against step. Returns False
-    when there is nothing to plot yet."""
-    rows = [r for r in read_metrics(metrics_path) if "step" in r]
+    """Plot the losses (``loss_*``), D(x)/D(G(z)), and FID, KID and the high-frequency ratio
+    when logged (or the given ``groups``: panel title -> keys) against ``step``, written
+    atomically to ``out_path``. Returns False when there is nothing to plot yet."""
+    rows = [r for r in rows if "step" in r]
     if not rows:
         return False
     import matplotlib

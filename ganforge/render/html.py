@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 #: the eval keys shown in the FID/KID history table, in this order, when any row has them
 EVAL_KEYS = ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "is_mean")

@@ -15,32 +15,19 @@ is recorded in ``metrics.jsonl`` as a ``resumed`` row.
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from ganforge.core import checkpoint as ckpt
+from ganforge.core import runfolder
 from ganforge.core.config import ConfigError
 from ganforge.core.errors import UserError
-from ganforge.core.files import atomic_write_text, probe_writable
+from ganforge.core.files import probe_writable
 
 #: Config keys that may differ between a run and its resumption (sections end with ".").
 RESUMABLE = ("train.steps", "train.epochs", "train.time_limit", "train.threads", "train.device",
              "train.amp", "train.compile", "train.channels_last", "log.", "eval.", "guard.",
              "out", "description", "data.data_dir", "data.download")
-
-#: What a run writes into its folder (what --overwrite deletes; nothing else is touched).
-RUN_OUTPUTS = ("checkpoints", "samples", "tensorboard", "metrics.jsonl", "config.yaml",
-               "curves.png", "training.gif")
-
-
-def holds_run(run_dir: Path) -> bool:
-    """True when ``run_dir`` has a checkpoint or a metrics log of a run."""
-    d = run_dir / ckpt.CKPT_DIR
-    has_ckpt = d.is_dir() and any(p.suffix == ".pt" for p in d.iterdir())
-    return has_ckpt or (run_dir / "metrics.jsonl").exists()
-
 
 def check_writable(run_dir: Path) -> None:
     """Create ``run_dir`` and write a probe file in it; a :class:`UserError` naming the folder
@@ -64,21 +51,6 @@ def removed_if_unused(run_dir: Path) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()
         raise
-
-
-def clear_outputs(run_dir: Path) -> List[str]:
-    """Delete a previous run's outputs (:data:`RUN_OUTPUTS`) from ``run_dir``; returns their names."""
-    gone = []
-    for name in RUN_OUTPUTS:
-        p = run_dir / name
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        elif p.exists() or p.is_symlink():
-            p.unlink()
-        else:
-            continue
-        gone.append(name)
-    return gone
 
 
 def _flat(d: Dict[str, Any], prefix: str = "") -> Iterator[Tuple[str, Any]]:
@@ -123,14 +95,14 @@ def claim(run_dir: Path, *, resume: bool, overwrite: bool, write: bool,
         return {"path": path, "state": ckpt.load_checkpoint(path, map_location="cpu")}
     # Only the writer (rank 0) judges the folder: under torchrun it may already have written
     # this run's first files by the time a slower rank got here.
-    if write and holds_run(run_dir):
+    if write and runfolder.holds_run(run_dir):
         step = ckpt.latest_step(run_dir)
         if not overwrite:
             held = f" (step {step})" if step is not None else ""
             raise UserError(f"--out {run_dir} already holds a run{held}; continue it with --resume, "
                             f"start over with --overwrite (deletes its checkpoints, samples and "
                             f"logs), or choose another --out")
-        gone = clear_outputs(run_dir)
+        gone = runfolder.clear_outputs(run_dir)
         note(f"--overwrite: deleted the previous run's {', '.join(gone)} in {run_dir}")
     return None
 
@@ -149,30 +121,3 @@ def check_resume_config(saved: Dict[str, Any], now: Dict[str, Any], source: str)
                           f"{', '.join(r.rstrip('.') + ('.*' if r.endswith('.') else '') for r in RESUMABLE)} "
                           f"may change on resume")
     return allowed
-
-
-def repair_log(path: Path, step: int) -> int:
-    """Make ``metrics.jsonl`` end at ``step``, the step a run resumes from: drop a torn last
-    line (a crash mid-write) and rows logged after the checkpoint (they will be logged again);
-    a whole last row cut just before its newline is kept, and the newline added (else the next
-    row would be appended to its line). Rewrites the file atomically; returns how many lines
-    were dropped."""
-    if not path.exists():
-        return 0
-    kept, dropped = [], 0
-    text = path.read_text(errors="replace")
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-            ok = isinstance(row, dict) and int(row.get("step", 0)) <= step
-        except (ValueError, TypeError):
-            ok = False
-        if ok:
-            kept.append(line)
-        else:
-            dropped += 1
-    if dropped or (text and not text.endswith("\n")):
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
-    return dropped
-
-

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from ganforge.core import checkpoint as ckpt
 from ganforge import models
 from ganforge.core.config import ConfigError
+from ganforge.use.face import task_of
 
 
 def _raw(m: nn.Module) -> nn.Module:
@@ -65,15 +66,15 @@ class Distiller:
             st = ckpt.load_checkpoint(ckpt.find_checkpoint(d.teacher), map_location="cpu")
         except ckpt.CheckpointError as e:
             raise ConfigError(f"distill.teacher {d.teacher}: {e}") from None
-        task_name = st.get("task") or st.get("config", {}).get("train", {}).get("task")
-        if task_name and task_name != cfg.train.task:
+        task_name = task_of(st)
+        if task_name != cfg.train.task:
             raise ConfigError(f"distill.teacher {d.teacher} is a '{task_name}' run; the student must "
                               f"be trained with the same task (train.task={task_name})")
         specs, weights = st.get("specs", {}), st.get("modules", {})
         # the teacher's generators as every use of a run rebuilds them (its EMA when kept)
         try:
-            trained = type(task).trained_class.from_checkpoint(type(task), st, ema=d.ema,
-                                                                device=device, source=d.teacher)
+            trained = type(task).trained_class.from_checkpoint(st, ema=d.ema, device=device,
+                                                               source=d.teacher)
         except ckpt.CheckpointError as e:
             raise ConfigError(f"distill.teacher {d.teacher}: {e}") from None
         self.teachers: Dict[str, nn.Module] = {n: m.requires_grad_(False)

@@ -470,10 +470,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> Dict[str, Any]:
-        """The whole state of the run (format "ganforge-checkpoint-1"): what a checkpoint holds."""
+        """The whole state of the run (format :data:`ganforge.core.checkpoint.FORMAT`): what a
+        checkpoint holds."""
         raw = distributed.unwrap
         st = {
-            "format": "ganforge-checkpoint-1",
+            "format": ckpt.FORMAT,
             "version": __version__,
             "step": self.step_count,
             "images_seen": self.images_seen,

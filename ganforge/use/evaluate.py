@@ -1,9 +1,9 @@
 """``ganforge eval``: score a trained run, or two datasets against each other.
 
-A run is scored by its own task (:meth:`ganforge.training.tasks.TrainedModel.evaluate`: FID & co. of
+A run is scored by its face (:meth:`ganforge.use.face.Generator.evaluate`: FID & co. of
 generated images, plus class metrics for runs with classes, or translation metrics for
-image-to-image runs); this module loads the run, passes the request on and formats the
-result. The scoring services (extractors, cached reference features) are
+image-to-image runs), which checks the request; this module loads the run, passes the request
+on and formats the result. The scoring services (extractors, cached reference features) are
 :mod:`ganforge.metrics.scoring`; the maths is :mod:`ganforge.metrics`.
 """
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from ganforge.data.spec import DataSpec, parse_spec
 from ganforge.metrics import DEFAULT_METRICS
-from ganforge.use.load import load_run
 from ganforge.metrics.scoring import get_extractor, real_features, score
-from ganforge.training.tasks import EvalRequest
+from ganforge.use.load import load
 
 
 def evaluate_run(run: str, *, metrics: Sequence[str] = DEFAULT_METRICS, n: int = 10000,
@@ -24,12 +23,12 @@ def evaluate_run(run: str, *, metrics: Sequence[str] = DEFAULT_METRICS, n: int =
                  ema: bool = True) -> Dict[str, Any]:
     """Score a trained run's generators against the real split of the data it was trained
     on (their weight averages when the run kept them, unless ``ema`` is false: ``--no-ema``).
-    Returns a flat dict: ``run``, ``task``, then what the task reports (see its
-    ``TrainedModel.evaluate``)."""
-    model = load_run(run, which, ema=ema, device=device)
-    req = EvalRequest(metrics=tuple(metrics), n=n, extractor=extractor, weights=weights,
-                      split=split, seed=seed, device=device, data_dir=data_dir, progress=progress)
-    return {"run": str(run), "task": model.info.task, **model.evaluate(req)}
+    Returns a flat dict: ``run``, ``task``, then what the task reports (see its face's
+    ``evaluate``)."""
+    model = load(run, which, ema=ema, device=device)
+    return {"run": str(run), **model.evaluate(metrics, n, extractor=extractor, weights=weights,
+                                              split=split, seed=seed, device=device,
+                                              data_dir=data_dir, progress=progress)}
 
 
 def evaluate_pair(real_spec: str, fake_spec: str, *, metrics: Sequence[str] = DEFAULT_METRICS,

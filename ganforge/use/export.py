@@ -14,9 +14,16 @@ The folder has the Hugging Face layout and needs no training checkpoint::
       samples.png          the grid the card shows (the task's use-time face)
       generator.onnx       with --onnx (one generator), or <generator>.onnx each (several)
 
-``ganforge.use.load.load_run(DIR)`` (and so ``ganforge sample DIR`` & co.) rebuilds the same
-:class:`ganforge.training.tasks.TrainedModel` from JSON and safetensors alone: nothing in the folder
-is executed. Every file is written atomically (:mod:`ganforge.core.files`); ``config.json`` last.
+This module is the export folder's one owner: it writes it (:func:`export_run`) and reads it
+(:func:`read_export_config`, :func:`load_export`). ``ganforge.load(DIR)`` (and so ``ganforge
+sample DIR`` & co.) rebuilds the same face (:class:`ganforge.use.face.Generator`) from JSON and
+safetensors alone: nothing in the folder is executed. Every file is written atomically
+(:mod:`ganforge.core.files`); ``config.json`` last.
+
+Format versions: ``config.json["format"]`` and the weights' metadata say
+:data:`EXPORT_FORMAT`; ``ganforge_version`` says which ganforge wrote it. A folder of another
+ganforge export format (a newer one) is refused with both named and what to do
+(:class:`ExportFormatError`); a folder without a ganforge ``config.json`` is not an export.
 """
 from __future__ import annotations
 
@@ -27,20 +34,98 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
 
 from ganforge.core.version import __version__
-from ganforge.core.checkpoint import find_checkpoint, load_checkpoint
+from ganforge.core import runfolder
+from ganforge.core.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
+from ganforge.core.devices import resolve_device
 from ganforge.core.errors import UserError
 from ganforge.core.files import atomic_write_bytes, atomic_write_text, probe_writable
 from ganforge.render.images import save_image
-from ganforge.use.load import (EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_WEIGHTS, is_export,
-                           model_from_checkpoint, read_export_config)
-from ganforge.training.tasks import TrainedModel
+from ganforge.use.face import Generator
+from ganforge.use.faces import face_for, face_from_checkpoint
 
+#: ``config.json["format"]`` of an export folder (and the weights' metadata ``format``)
+EXPORT_FORMAT = "ganforge-export-1"
+#: the files of an export folder (Hugging Face layout)
+EXPORT_CONFIG = "config.json"
+EXPORT_WEIGHTS = "model.safetensors"
+
+
+
+class ExportFormatError(CheckpointError):
+    """An export folder of a ganforge export format this version cannot read."""
+
+
+def read_export_config(folder: str | Path) -> Optional[Dict[str, Any]]:
+    """The ``config.json`` of export folder ``folder``, or None when ``folder`` is not one (no
+    such file, not JSON, not a ganforge export). Raises :class:`ExportFormatError` for a
+    ganforge export of another format, naming the version that wrote it."""
+    p = Path(folder) / EXPORT_CONFIG
+    if not p.is_file():
+        return None
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    fmt = cfg.get("format")
+    if fmt == EXPORT_FORMAT:
+        return cfg
+    if isinstance(fmt, str) and fmt.startswith("ganforge-export-"):
+        raise ExportFormatError(f"'{folder}' is a ganforge export in format {fmt}, written by "
+                                f"ganforge {cfg.get('ganforge_version', '?')}; this ganforge "
+                                f"{__version__} reads {EXPORT_FORMAT}: install a ganforge that "
+                                f"reads it (pip install -U ganforge), or export the run again "
+                                f"with this one")
+    return None
+
+
+def is_export(path: str | Path) -> bool:
+    """Whether ``path`` is an export folder written by ``ganforge export`` (one of another
+    format raises :class:`ExportFormatError`)."""
+    return Path(path).is_dir() and read_export_config(path) is not None
+
+
+def load_export(folder: str | Path, *, ema: bool = True,
+                device: str | torch.device = "cpu") -> Generator:
+    """The face of export folder ``folder``: JSON and safetensors only, no checkpoint.
+    ``ema=False`` is refused when the export holds only weight averages. Raises
+    :class:`CheckpointError` (a UserError) for a folder that is not a readable export."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    device = resolve_device(device)
+    cfg = read_export_config(folder)
+    if cfg is None:
+        raise CheckpointError(f"'{folder}' is not a ganforge export folder (no {EXPORT_CONFIG} "
+                              f"of format {EXPORT_FORMAT})")
+    if not ema and cfg.get("ema"):
+        raise UserError(f"--no-ema: '{folder}' holds only the generators' weight averages; "
+                        f"export the run again with --no-ema for the raw ones")
+    wpath = folder / EXPORT_WEIGHTS
+    weights: Dict[str, Dict[str, torch.Tensor]] = {}
+    try:
+        with safe_open(str(wpath), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != EXPORT_FORMAT:
+                raise CheckpointError(f"'{wpath}' is not ganforge export weights (metadata "
+                                      f"format {meta.get('format')!r}, expected {EXPORT_FORMAT})")
+            for key in f.keys():
+                name, _, sub = key.partition(".")
+                weights.setdefault(name, {})[sub] = f.get_tensor(key)
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"'{wpath}' cannot be read: {e}") from None
+    return face_for(str(cfg.get("task") or "")).from_export(cfg, weights, device=device,
+                                                            source=str(folder))
+
+
+# --------------------------------------------------------------------------- writing
 CARD = "README.md"
 GRID = "samples.png"
 #: the ONNX opset: 17 is the newest the TorchScript exporter maps every layer used here to
@@ -52,32 +137,6 @@ def onnx_names(generators: List[str]) -> Dict[str, str]:
     if len(generators) == 1:
         return {generators[0]: "generator.onnx"}
     return {g: f"{g}.onnx" for g in generators}
-
-
-def last_eval_row(run_dir: Path) -> Dict[str, float]:
-    """The last evaluation row of ``run_dir/metrics.jsonl`` (FID, KID, ...; no loss, resume or
-    rollback rows), or {} when there is none."""
-    path = run_dir / "metrics.jsonl"
-    found: Dict[str, float] = {}
-    if not path.is_file():
-        return found
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(row, dict) or any(str(k).startswith("loss") for k in row) \
-                or "resumed" in row or "rollback" in row:
-            continue
-        nums = {k: v for k, v in row.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if set(nums) - {"step", "time"}:
-            found = nums
-    return found
-
-
-def _run_dir_of(ckpt: Path) -> Path:
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
 
 
 def _ours(name: str) -> bool:
@@ -120,9 +179,9 @@ def _plain_copy(net: nn.Module) -> nn.Module:
     return net
 
 
-def onnx_bytes(model: TrainedModel, name: str) -> bytes:
+def onnx_bytes(model: Generator, name: str) -> bytes:
     """Generator ``name`` of ``model`` as an ONNX model (batch size dynamic). Its inputs are
-    :meth:`TrainedModel.example_inputs`' names; its output is ``output`` (not clamped)."""
+    :meth:`Generator.example_inputs`' names; its output is ``output`` (not clamped)."""
     args, names = model.example_inputs(name)
     net = _plain_copy(model.modules[name])
     buf = io.BytesIO()
@@ -182,13 +241,14 @@ def _card(cfg: Dict[str, Any], out: Path, files: List[str], run: str) -> str:
         lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items() if k not in ("step", "time")]
     else:
         lines.append(f"None recorded while training; score it with `ganforge eval {out}`.")
-    lines += ["", "## Use", "", "```python", "import ganforge", f"model = ganforge.load({str(out)!r})"
-              f"        # or ganforge.use.load.load_run({str(out)!r})"]
+    lines += ["", "## Use", "", "```python", "import ganforge",
+              f"model = ganforge.load({str(out)!r})        # a ganforge.Generator"]
     if cfg["inputs"] == "noise":
         lines.append("images = model.sample(16, seed=0)" + ("   # classes=... picks classes" if names else "")
                      + "   # float32 (N, C, H, W) in [-1, 1]")
     else:
-        lines.append("out, _ = model.translate(images, 'a2b')   # images: float32 (N, C, H, W) in [-1, 1]")
+        lines.append("out = model.translate(images, 'a2b')   # images: float32 (N, C, H, W) in [-1, 1], "
+                     "PIL images or paths")
     lines += ["```", "", "```bash"]
     if cfg["inputs"] == "noise":
         lines.append(f"ganforge sample {out} --n 64 --out grid.png")
@@ -222,10 +282,10 @@ def export_run(run: str | Path, out: str | Path, *, which: str = "latest", ema: 
 
     out = Path(out)
     path = find_checkpoint(run, which)
-    run_dir = _run_dir_of(path)
+    run_dir = runfolder.run_dir_of(path)
     _check_out(out, run_dir)
     st = load_checkpoint(path, map_location="cpu")
-    model = model_from_checkpoint(st, path, ema=ema, device="cpu")
+    model = face_from_checkpoint(st, path, ema=ema, device="cpu")
     info = model.info
 
     tensors: Dict[str, torch.Tensor] = {}
@@ -254,11 +314,11 @@ def export_run(run: str | Path, out: str | Path, *, which: str = "latest", ema: 
         "ema": any(gens[n]["weights"] != n for n in gens),
         "img_size": info.img_size,
         "channels": info.channels,
-        "class_names": info.class_names,
+        "class_names": info.classes,
         "z_dim": int(next(iter(z_dims))) if len(z_dims) == 1 else None,
         "step": info.step,
         "data": _jsonable(st.get("data", {})),
-        "metrics": last_eval_row(run_dir),
+        "metrics": runfolder.last_eval_row(run_dir),
         "task_state": _jsonable(model.export_state()),
         "checkpoint": path.name,
         "trained_with": st.get("version"),
@@ -290,7 +350,7 @@ def export_run(run: str | Path, out: str | Path, *, which: str = "latest", ema: 
 # --------------------------------------------------------------------------- CLI
 def cmd_export(args: argparse.Namespace) -> int:
     out = export_run(args.run, args.out, which=args.checkpoint, ema=not args.no_ema, onnx=args.onnx)
-    print(f"exported {args.run} -> {out} (load it with ganforge.use.load.load_run('{out}'))")
+    print(f"exported {args.run} -> {out} (load it with ganforge.load('{out}'))")
     return 0
 
 
@@ -300,7 +360,7 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
         "export", help="write a trained run as a folder to share (safetensors + config.json)",
         description="Write RUN's generator(s) as a folder in the Hugging Face layout: config.json, "
                     "model.safetensors, a model card README.md with samples.png (and ONNX files "
-                    "with --onnx). ganforge.use.load.load_run(DIR) and `ganforge sample DIR` load it "
+                    "with --onnx). ganforge.load(DIR) and `ganforge sample DIR` load it "
                     "without the training checkpoint.")
     p.add_argument("run", metavar="RUN_DIR_OR_CKPT")
     p.add_argument("--out", required=True, metavar="DIR",

@@ -1,10 +1,10 @@
 """``ganforge report RUN [--out report.html]``: one self-contained HTML page about a run.
 
-Reads the run folder as its users do (``runs.load_run``, the metrics log, checkpoint
-metadata), makes the pictures it lacks (curves, one grid row per class, translations) and
-hands plain data to the renderer (``ganforge.render.html``). :class:`WriteReport` is the
-training callback that writes it at the end of every session; ``ganforge train`` hands it to
-the Trainer (training sits below this layer and does not import it).
+Reads the run folder as its users do (the run's face, its metrics log and checkpoint
+metadata, through :mod:`ganforge.core.runfolder` and :mod:`ganforge.core.checkpoint`), makes
+the pictures it lacks (curves, one grid row per class, translations) and hands plain data to
+the renderer (:mod:`ganforge.render.html`). The training callback that writes it at the end of
+every session is :class:`ganforge.training.callbacks.report.WriteReport`.
 """
 from __future__ import annotations
 
@@ -18,18 +18,18 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-import yaml
 from PIL import Image
 
-from ganforge.core.version import __version__
-from ganforge.core.checkpoint import find_checkpoint, load_checkpoint, numbered_checkpoints
+from ganforge.core import runfolder
+from ganforge.core.checkpoint import LATEST, find_checkpoint, load_checkpoint, numbered_checkpoints
 from ganforge.core.errors import GanforgeError, UserError
 from ganforge.core.files import atomic_write_text
-from ganforge.render.curves import plot_curves, read_metrics
+from ganforge.core.version import __version__
+from ganforge.render.curves import plot_curves
 from ganforge.render.html import render_report
 from ganforge.render.images import grid_to_uint8, make_grid, triplet_grid
-from ganforge.use.load import load_run
-from ganforge.training.callbacks import Callback
+from ganforge.use.face import Generator
+from ganforge.use.faces import face_from_checkpoint
 
 #: images per class row and per translation band
 ROW_IMAGES = 8
@@ -71,7 +71,7 @@ def _duration(s: Optional[float]) -> str:
     return f"{h} h {m:02d} min" if h else (f"{m} min {sec:02d} s" if m else f"{sec} s")
 
 
-def _classes(model: Any, rows: List[Dict[str, Any]], notes: List[str]) -> Optional[List[Dict[str, Any]]]:
+def _classes(model: Generator, rows: List[Dict[str, Any]], notes: List[str]) -> Optional[List[Dict[str, Any]]]:
     names = model.class_names
     if not names:
         return None
@@ -97,33 +97,33 @@ def _classes(model: Any, rows: List[Dict[str, Any]], notes: List[str]) -> Option
     return classes
 
 
-def _translations(model: Any, notes: List[str]) -> Optional[List[Tuple[str, bytes]]]:
-    if getattr(model, "inputs", "noise") != "image":
+def _translations(model: Generator, notes: List[str]) -> Optional[List[Tuple[str, bytes]]]:
+    if model.inputs != "image":
         return None
     out = []
-    for direction in getattr(model, "directions", ("a2b", "b2a")):
+    for direction in model.directions:
         try:
             imgs, name = model.source_images(direction, limit=ROW_IMAGES)
-        except (GanforgeError, OSError, AttributeError) as e:
+        except (GanforgeError, OSError) as e:
             notes.append(f"translations {direction}: {_one_line(e)}")
             continue
         x = imgs[:ROW_IMAGES]
         if x.dtype == torch.uint8:
             x = x.float() / 127.5 - 1
-        y, rec = model.translate(x, direction, reconstruct=True)
+        y, rec = model.round_trip(x, direction)
         out.append((f"{direction}: {name}",
                     _png(triplet_grid(x, y, rec, columns=ROW_IMAGES), _scale(model.info.img_size))))
     return out
 
 
 def _checkpoints(run: Path, latest_step: int) -> List[Dict[str, Any]]:
-    d = run / "checkpoints"
+    d = run / runfolder.CHECKPOINTS
     if not d.is_dir():
         return []
     steps = {p.name: s for s, p in numbered_checkpoints(run)}
     out = []
     for p in sorted(d.glob("*.pt")):
-        step = steps.get(p.name, latest_step if p.name == "latest.pt" else "")
+        step = steps.get(p.name, latest_step if p.name == LATEST else "")
         out.append({"name": p.name, "step": step, "size": p.stat().st_size})
     return out
 
@@ -144,33 +144,26 @@ def build_report(run: str | Path) -> str:
     if not run.is_dir():
         raise UserError(f"'{run}' is not a run folder (give the folder `ganforge train --out` wrote)")
     try:
-        model = load_run(run)
-        st = load_checkpoint(find_checkpoint(run, "latest"), map_location="cpu")
+        path = find_checkpoint(run, "latest")
+        st = load_checkpoint(path, map_location="cpu")
+        model = face_from_checkpoint(st, path)
     except GanforgeError as e:
         raise UserError(f"report: {_one_line(e)}") from None
     info = model.info
-    cfg: Dict[str, Any] = info.config or {}
-    cfg_file = run / "config.yaml"
-    if cfg_file.is_file():
-        try:
-            loaded = yaml.safe_load(cfg_file.read_text())
-            if isinstance(loaded, dict):
-                cfg = loaded
-        except (OSError, yaml.YAMLError):
-            pass
-    rows = read_metrics(run / "metrics.jsonl")
+    cfg: Dict[str, Any] = runfolder.read_config(run) or info.config or {}
+    rows = runfolder.read_rows(run)
     notes: List[str] = []
 
-    curves = _read(run / "curves.png")
+    curves = _read(run / runfolder.CURVES)
     if curves is None:
         with tempfile.TemporaryDirectory() as tmp:
-            if plot_curves(run / "metrics.jsonl", Path(tmp) / "curves.png"):
-                curves = _read(Path(tmp) / "curves.png")
+            if plot_curves(rows, Path(tmp) / runfolder.CURVES):
+                curves = _read(Path(tmp) / runfolder.CURVES)
     if curves is None:
         notes.append("training curves: nothing logged yet")
-    grids = sorted((run / "samples").glob("step-*.png"))
+    grids = runfolder.sample_grids(run)
     samples = _read(grids[-1]) if grids else None
-    gif = _read(run / "training.gif")
+    gif = _read(run / runfolder.GIF)
 
     train = cfg.get("train", {}) if isinstance(cfg.get("train"), dict) else {}
     model_cfg = cfg.get("model", {}) if isinstance(cfg.get("model"), dict) else {}
@@ -192,7 +185,7 @@ def build_report(run: str | Path) -> str:
     return render_report(
         title=f"ganforge run: {run.resolve().name}", summary=summary, config=cfg, rows=rows,
         curves_png=curves, samples_png=samples,
-        samples_caption=f"step {grids[-1].stem.split('-')[-1].lstrip('0') or '0'}" if grids else "",
+        samples_caption=f"step {runfolder.grid_step(grids[-1])}" if grids else "",
         gif=gif, classes=_classes(model, rows, notes), translations=_translations(model, notes),
         checkpoints=_checkpoints(run, info.step), environment=environment(), notes=notes,
         generated=f"written by ganforge {__version__} on "
@@ -202,7 +195,7 @@ def build_report(run: str | Path) -> str:
 def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     """Write the report of ``run`` to ``out`` (default ``RUN/report.html``); returns the path."""
     text = build_report(run)
-    out = Path(out).expanduser() if out else Path(run).expanduser() / "report.html"
+    out = Path(out).expanduser() if out else Path(run).expanduser() / runfolder.REPORT
     if out.is_dir():
         raise UserError(f"--out '{out}' is a folder: give a file name such as {out / 'report.html'}")
     if not out.parent.is_dir():
@@ -229,21 +222,3 @@ def add_report_parser(sub: Any) -> None:
     r.add_argument("run", metavar="RUN_DIR", help="a run folder")
     r.add_argument("--out", default=None, help="the HTML file (default: RUN_DIR/report.html)")
     r.set_defaults(func=_run)
-
-
-class WriteReport(Callback):
-    """A training callback: write ``RUN/report.html`` when a session ends (rank 0), after the
-    run's own outputs (``ganforge train`` passes it to the Trainer first in the list, so its
-    ``on_end`` runs last). A report is a courtesy: a failure to write it is one warning line
-    and never fails or interrupts the training run."""
-
-    every = 0
-
-    def on_end(self, trainer) -> None:
-        if not trainer.is_main:
-            return
-        try:
-            write_report(trainer.run_dir)
-        except Exception as e:
-            msg = " ".join(str(e).split())[:200] or type(e).__name__
-            trainer.note(f"warning: report.html not written: {msg}")

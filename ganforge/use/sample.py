@@ -1,7 +1,7 @@
 """``ganforge sample``: write images from a trained run (a grid image or a ``.npy`` array).
 
-The run's task decides how its generators are fed (:class:`ganforge.training.tasks.TrainedModel`);
-this module only turns what it returns into files.
+The run's face decides how its generators are fed and checks the request
+(:meth:`ganforge.use.face.Generator.sample`); this module only turns what it returns into files.
 """
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ganforge.core.errors import UserError
 from ganforge.core.files import check_output_file
-from ganforge.models.latent import check_truncation
 from ganforge.render.class_grid import save_class_grid
 from ganforge.render.images import save_grid
-from ganforge.use.load import load_run
+from ganforge.use.load import load
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 
@@ -37,13 +35,10 @@ def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png"
     row per class, ceil(n / K) images each; None -> classes drawn as G's training labels
     were. ``truncation``: psi > 0 for the truncation trick (:mod:`ganforge.models.latent`), None: none. A ``.npy`` of a run with classes gets ``NAME.labels.npy`` next to it.
     Raises :class:`UserError` for n < 1, another suffix, or a request the run cannot serve."""
-    if n <= 0:
-        raise UserError(f"--n {n}: ask for at least one image")
     out = check_output_file(out, SUFFIXES, "a .png/.jpg file for a grid or .npy for an array",
                             "samples.png")
     suffix = out.suffix.lower()
-    psi = check_truncation(truncation)
-    model = load_run(run, which, ema=ema, device=device)
+    model = load(run, which, ema=ema, device=device)
     if model.inputs != "noise":
         model.sample(n, seed=seed)        # raises the run's own one-line error
     names = model.class_names
@@ -55,8 +50,7 @@ def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png"
     elif names:
         labels = model.labels_for(n, seed, class_)
     x = model.sample(len(labels) if labels is not None else n, seed=seed,
-                     classes=labels if labels is not None else class_,
-                     **({} if psi is None else {"truncation": psi}))
+                     classes=labels if labels is not None else class_, truncation=truncation)
     out.parent.mkdir(parents=True, exist_ok=True)
     scale = 2 if x.shape[-1] <= 32 else 1
     if suffix == ".npy":

@@ -29,9 +29,12 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from PIL import Image
 
-from ganforge.use.api import Generator, load, write_animation
+from ganforge.core import runfolder
 from ganforge.core.argtypes import at_least
 from ganforge.core.errors import UserError
+from ganforge.use.animate import write_animation
+from ganforge.use.face import Generator
+from ganforge.use.load import load
 
 #: the class picker's "no class given" entry (classes drawn as the run's training labels were)
 AS_TRAINED = "(as trained)"
@@ -189,7 +192,7 @@ class _Session:
         with self.lock:
             ab = self.g.translate(im, "a2b")
             ba = self.g.translate(im, "b2a")
-            inp = self.g._to_tensor(im)
+            inp = self.g.prepare_images(im)
         return (self.save(_to_pil(inp), "input"), self.save(_to_pil(ab), "a2b"),
                 self.save(_to_pil(ba), "b2a"))
 
@@ -210,9 +213,7 @@ def run_name(g: Generator) -> str:
     """The run folder's name (the checkpoint's folder, above ``checkpoints/``), or "run"."""
     if not g.info.source:
         return "run"
-    p = Path(g.info.source)
-    p = p.parent.parent if p.parent.name == "checkpoints" else (p.parent if p.is_file() else p)
-    return p.name or "run"
+    return runfolder.run_dir_of(g.info.source).name or "run"
 
 
 def _guarded(gr: Any, fn: Callable) -> Callable:

@@ -17,7 +17,9 @@ channel count (inputs are converted: shorter side resized, centre-cropped, gray 
 translations and a row of the reconstructions (translated back).
 
 The generators are rebuilt from the checkpoint alone: their specs (family + constructor
-arguments) are stored next to the weights (DESIGN lesson 5).
+arguments) are stored next to the weights (DESIGN lesson 5). The run's face translates and
+checks the request (:meth:`ganforge.use.face.Generator.round_trip`); this module reads the
+inputs and writes the files.
 """
 from __future__ import annotations
 
@@ -25,40 +27,26 @@ import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 from PIL import Image
 
 from ganforge.core.argtypes import at_least
-from ganforge.core.checkpoint import CheckpointError
+from ganforge.core.files import probe_writable
 from ganforge.data import to_float, to_uint8
 from ganforge.data.base import DataError
-from ganforge.data.decode import decode_file
 from ganforge.data.domains import load_domain
 from ganforge.data.folder import scan
-from ganforge.data.transforms import convert_channels
-from ganforge.core.files import probe_writable
 from ganforge.render.images import grid_to_uint8, triplet_grid
-from ganforge.use.load import load_run
-from ganforge.training.tasks import TrainedModel
+from ganforge.use.face import Generator
+from ganforge.use.inputs import decode_files
+from ganforge.use.load import load
 
 GRID_NAME = "grid.png"
 RUN_INPUTS = ("run:test", "run:train")
 
 
 # --------------------------------------------------------------------------- the inputs
-def load_translator(run: str | Path, which: str = "latest", device: str | torch.device = "cpu",
-                    ema: bool = True) -> TrainedModel:
-    """The run's trained model, which must translate images (``inputs == "image"``)."""
-    model = load_run(run, which, ema=ema, device=device)
-    if model.inputs != "image":
-        raise CheckpointError(f"'{model.info.source}' is a {model.info.task} run, which generates "
-                              f"images from noise rather than translating them; use "
-                              f"`ganforge sample`")
-    return model
-
-
-def load_inputs(spec: str, model: TrainedModel, direction: str, *, limit: int = 0,
+def load_inputs(spec: str, model: Generator, direction: str, *, limit: int = 0,
                 data_dir: Optional[str] = None) -> Tuple[torch.Tensor, List[str], Optional[Path]]:
     """``(images float [-1, 1], output names, input root or None)`` for ``INPUT``, at the
     run's image size and channel count."""
@@ -68,7 +56,7 @@ def load_inputs(spec: str, model: TrainedModel, direction: str, *, limit: int = 
         return to_float(images), _index_names(images.shape[0]), None
     p = Path(spec).expanduser()
     if p.is_file() and p.suffix.lower() not in (".npy", ".npz"):
-        return _decode_files([p], size, ch), [p.name], p.parent
+        return decode_files([p], size, ch), [p.name], p.parent
     if p.is_dir():
         files, _ = scan(p)
         if not files:
@@ -76,22 +64,13 @@ def load_inputs(spec: str, model: TrainedModel, direction: str, *, limit: int = 
         if limit:
             files = files[:limit]
         names = [f.relative_to(p).as_posix() for f in files]
-        return _decode_files(files, size, ch), names, p
+        return decode_files(files, size, ch), names, p
     ds = load_domain(spec, "test", img_size=size, channels=ch, limit=limit, data_dir=data_dir)
     return to_float(ds.images), _index_names(len(ds)), None
 
 
 def _index_names(n: int) -> List[str]:
     return [f"{i:05d}.png" for i in range(n)]
-
-
-def _decode_files(files: List[Path], size: int, channels: int) -> torch.Tensor:
-    arrays = []
-    for f in files:
-        a, _ = decode_file(f, size)          # a DataError naming the file when it cannot
-        t = torch.from_numpy(np.array(a)).permute(2, 0, 1).unsqueeze(0)
-        arrays.append(convert_channels(t, channels, str(f)))
-    return to_float(torch.cat(arrays).contiguous())
 
 
 # --------------------------------------------------------------------------- writing
@@ -128,9 +107,8 @@ def translate_to_dir(run: str | Path, input_spec: str, out: str | Path, *, direc
                      data_dir: Optional[str] = None, ema: bool = True) -> Dict[str, object]:
     """Translate ``input_spec`` with the run's generators and write the results to ``out``.
     Returns ``{"n": count, "out": dir, "grid": path or None}``."""
-    model = load_translator(run, which, device, ema=ema)
-    if direction not in model.directions:
-        raise DataError(f"--direction '{direction}': use {' or '.join(model.directions)}")
+    model = load(run, which, ema=ema, device=device)
+    model.check_direction(direction)         # a noise run, or no such direction: refused now
     why = probe_writable(Path(out).expanduser())     # before any image is read or translated
     if why is not None:
         raise DataError(f"--out {out}: cannot write there ({why}); choose a folder you can write to")
@@ -142,7 +120,7 @@ def translate_to_dir(run: str | Path, input_spec: str, out: str | Path, *, direc
     if grid and GRID_NAME in names:
         raise DataError(f"an input is named {GRID_NAME}, which --grid writes too; translate into "
                         f"a folder without --grid, or rename the input")
-    y, rec = model.translate(x, direction, batch_size=batch_size, reconstruct=grid)
+    y, rec = model.round_trip(x, direction, batch_size=batch_size, reconstruct=grid)
     out.mkdir(parents=True, exist_ok=True)
     write_images(y, names, out)
     grid_path = write_grid(x, y, rec, out / GRID_NAME, grid_max) if grid else None

@@ -10,16 +10,15 @@ curves plot. Only rank 0 writes (ganforge/core/distributed.py).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ganforge.core import runfolder
 from ganforge.core.config import LogConfig
-from ganforge.core.files import atomic_write_text, remove_stale_temps
+from ganforge.core.files import remove_stale_temps
 from ganforge.render.curves import plot_curves
 from ganforge.render.images import make_grid, save_grid, write_gif
 from ganforge.training.callbacks import Callback, TrainerT
-from ganforge.training.claim import repair_log
 
 
 class Artifacts(Callback):
@@ -39,24 +38,23 @@ class Artifacts(Callback):
         if not self.write:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "samples").mkdir(exist_ok=True)
+        runfolder.samples_dir(self.run_dir).mkdir(exist_ok=True)
         # Temporary files of writes killed by SIGKILL (config.yaml, the log's repair, grids,
         # GIF, the --out probe): this process is the folders' one writer (checkpoints/ sweeps
         # its own).
         remove_stale_temps(self.run_dir)
-        remove_stale_temps(self.run_dir / "samples")
+        remove_stale_temps(runfolder.samples_dir(self.run_dir))
         # The log ends where the run resumes: a line torn by a crash and rows logged after the
         # last checkpoint (they are logged again) are dropped.
-        dropped = repair_log(self.run_dir / "metrics.jsonl", trainer.step_count)
+        dropped = runfolder.repair_log(self.run_dir, trainer.step_count)
         if dropped:
-            trainer.note(f"metrics.jsonl: dropped {dropped} line(s) after step {trainer.step_count} "
-                         f"(logged after the last checkpoint, or torn by a crash)")
-        cfg_text = "# ganforge resolved config (edit and pass with --config to reuse)\n" + trainer.cfg.dump_yaml()
-        atomic_write_text(self.run_dir / "config.yaml", cfg_text)
+            trainer.note(f"{runfolder.METRICS_LOG}: dropped {dropped} line(s) after step "
+                         f"{trainer.step_count} (logged after the last checkpoint, or torn by a crash)")
+        runfolder.write_config(self.run_dir, trainer.cfg.dump_yaml())
         if self.cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"),
+                self._tb = SummaryWriter(str(self.run_dir / runfolder.TENSORBOARD),
                                          purge_step=trainer.step_count if resumed else None)
             except Exception:   # tensorboard not installed: the JSON log and PNG curves remain
                 self._tb = None
@@ -65,16 +63,19 @@ class Artifacts(Callback):
         """Append ``row`` to metrics.jsonl (and its numbers to TensorBoard)."""
         if not self.write:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        runfolder.append_row(self.run_dir, row)
         if self._tb is not None:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k not in ("step",):
                     self._tb.add_scalar(k, v, row["step"])
 
+    def plot(self) -> bool:
+        """``curves.png`` from the metrics log so far."""
+        return plot_curves(runfolder.read_rows(self.run_dir), self.run_dir / runfolder.CURVES)
+
     def save_samples(self, trainer: TrainerT) -> Path:
         """The grid of the current step from the fixed inputs; returns its path."""
-        path = self.run_dir / "samples" / f"step-{trainer.step_count:07d}.png"
+        path = runfolder.sample_path(self.run_dir, trainer.step_count)
         if not self.write:
             return path
         trainer.refresh_averages()
@@ -94,15 +95,15 @@ class Artifacts(Callback):
         if (self.every and step % self.every == 0) or step == trainer.total_steps:
             self.save_samples(trainer)
             if self.write:
-                plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+                self.plot()
         return None
 
     def on_end(self, trainer: TrainerT) -> None:
         if not self.write:
             return
-        frames = sorted((self.run_dir / "samples").glob("step-*.png"))
+        frames = runfolder.sample_grids(self.run_dir)
         if frames and self.cfg.gif:
-            write_gif(frames, self.run_dir / "training.gif")
-        plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+            write_gif(frames, self.run_dir / runfolder.GIF)
+        self.plot()
         if self._tb is not None:
             self._tb.flush()

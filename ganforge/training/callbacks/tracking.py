@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ganforge.core import runfolder
 from ganforge.core.config import Config, ConfigError
 from ganforge.training.callbacks import Callback, TrainerT
 
 #: the checkpoint entry holding the MLflow run id
 STATE_KEY = "mlflow_run_id"
 DEFAULT_EXPERIMENT = "ganforge"
-_FINAL_FILES = ("curves.png", "training.gif", "report.html")
+_FINAL_FILES = (runfolder.CURVES, runfolder.GIF, runfolder.REPORT)
 
 
 def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
@@ -106,7 +107,7 @@ class MlflowTracking(Callback):
     def _start(self, trainer: TrainerT) -> None:
         client = self._client = self._Client(tracking_uri=self.tracking_uri())
         existing: Dict[str, str] = {}
-        log_path = self.run_dir / "metrics.jsonl"
+        log_path = runfolder.log_path(self.run_dir)
         run = None
         if self.run_id is not None:
             try:
@@ -139,7 +140,7 @@ class MlflowTracking(Callback):
     def _log_new_rows(self) -> None:
         """Log the rows appended to metrics.jsonl since the last call (complete lines only):
         the training rows, and the evaluation and guard rows other callbacks wrote."""
-        path = self.run_dir / "metrics.jsonl"
+        path = runfolder.log_path(self.run_dir)
         if self._client is None or not path.exists():
             return
         if path.stat().st_size < self._pos:
@@ -170,7 +171,7 @@ class MlflowTracking(Callback):
     def _finish(self, trainer: TrainerT) -> None:
         if self._client is None:
             return
-        grids = sorted((self.run_dir / "samples").glob("step-*.png"))
+        grids = runfolder.sample_grids(self.run_dir)
         if grids:
             self._client.log_artifact(self.run_id, str(grids[-1]), "samples")
         for name in _FINAL_FILES:
