@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.metrics.domain import train as evaluator_mod
-from ganforge.metrics.domain.train import add_evaluator_parser, train_evaluator
+from ganforge.metrics.domain.train import COMMAND as EVALUATOR, train_evaluator
 from ganforge.metrics.domain.network import (DomainEvaluator, EvaluatorError, default_evaluator_path,
                                      load_evaluator, weights_digest)
 from ganforge.metrics.extractors import EXTRACTORS
@@ -279,7 +279,7 @@ def test_folder_with_train_and_test_subfolders(tmp_path, monkeypatch, capsys):
 def test_cli_train_prints_progress_and_accuracy(trained, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
     parser = argparse.ArgumentParser(prog="ganforge")
-    add_evaluator_parser(parser.add_subparsers(dest="command"))
+    EVALUATOR.add_to(parser.add_subparsers(dest="command"))
     out = tmp_path / "cli.pt"
     args = parser.parse_args(["evaluator", "train", "--data", str(trained[0]), "--epochs", "1",
                               "--batch-size", "64", "--out", str(out), "--seed", "1",

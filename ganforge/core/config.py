@@ -60,7 +60,7 @@ DEFAULT_TASK = "gan"
 
 #: the registry kinds :func:`check_names` knows how to check (``key(registry=...)``)
 REGISTRY_KINDS = ("model", "task", "loss", "generator", "discriminator", "diffaug", "classic_aug",
-                  "metric")
+                  "metric", "optimizer")
 
 
 def key(default: Any, help: str, *, choices: Optional[Collection[str]] = None,
@@ -133,10 +133,14 @@ class TrainConfig:
                             zero="no limit")
     batch_size: int = key(64, "images per step (the global batch over all processes)", low=1)
     d_steps: int = key(1, "k discriminator steps per generator step", low=1)
-    lr_g: float = key(2e-4, "Adam learning rate of G", low=0, low_open=True)
-    lr_d: float = key(2e-4, "Adam learning rate of D", low=0, low_open=True)
+    optimizer: str = key("adam", "optimiser of every phase, by name (`ganforge list`)",
+                         registry="optimizer")
+    lr_g: float = key(2e-4, "learning rate of G", low=0, low_open=True)
+    lr_d: float = key(2e-4, "learning rate of D", low=0, low_open=True)
     beta1: float = key(0.5, "Adam beta1 (momentum)", low=0, high=1, high_open=True)
     beta2: float = key(0.999, "Adam beta2", low=0, high=1, high_open=True)
+    weight_decay: float = key(0.0, "weight decay of every optimiser (adamw: decoupled; adam: "
+                                   "L2 in the gradient)", low=0, zero="off")
     lr_decay: Literal["none", "linear", "cosine"] = key(
         "none", "learning-rate decay to 0 at the end, from lr_decay_start on")
     lr_decay_start: float = key(0.5, "fraction of training after which the decay begins",
@@ -180,7 +184,7 @@ class LogConfig:
 class EvalConfig:
     """Evaluation during training (--eval-every); keeps checkpoints/best.pt by FID."""
     every: int = key(0, "evaluate every N steps during training; --eval-every", low=0, zero="off")
-    metrics: str = key("", "comma list of fid,kid,pr,dc,is,hf; empty: the default (fid,kid,pr,dc,hf)",
+    metrics: str = key("", "comma list of metrics (`ganforge list`); empty: the default list",
                        registry="metric", many=True)
     n: int = key(2000, "generated images per evaluation during training", low=2)
     extractor: Literal["domain", "inception"] = key("domain", "feature extractor")
@@ -246,47 +250,6 @@ class GuardConfig:
 
 
 @dataclass(frozen=True)
-class CycleGANConfig:
-    """Settings of ``train.task=cyclegan`` (see ganforge/training/tasks/cyclegan.py). The widths come
-    from model.g_width / model.d_width; train.loss is not used (adv_loss is)."""
-    domain_a: str = key("", "domain A (paper X): fashion-mnist:sneaker, a folder, ...;")
-    domain_b: str = key("", "... and B (paper Y). Both empty: data.name/{trainA,trainB}")
-    adv_loss: str = key("lsgan", "adversarial loss (paper: least squares); or nonsaturating",
-                        registry="loss")
-    lambda_cyc: float = key(10.0, "weight of the cycle-consistency L1 terms (paper eq. 3)",
-                            low=0, zero="no cycle loss")
-    lambda_id: float = key(0.5, "identity-loss weight, as a fraction of lambda_cyc", low=0,
-                           zero="off")
-    generator: str = key("cyclegan-resnet", "G of both directions (a registered generator)",
-                         registry="generator")
-    discriminator: str = key("patchgan", "D of both domains: patchgan, or a whole-image D of a "
-                                         "BatchNorm-free family (r3gan, resnet, mlp)",
-                             registry="discriminator")
-    n_blocks: int = key(6, "residual blocks in G (paper: 6 at 128 px, 9 at 256 px)", low=1)
-    d_layers: int = key(3, "PatchGAN stride-2 layers: 3 -> 70x70 patches, 2 -> 34x34", low=1)
-    pool_size: int = key(50, "history of generated images shown to D", low=0, zero="off")
-    crop: int = key(0, "random-translation jitter in px (pad + random crop)", low=0, zero="off")
-    flip: bool = key(False, "random horizontal flips (off: flips can change meaning)")
-
-
-@dataclass(frozen=True)
-class CondConfig:
-    """Settings of ``train.task=conditional`` (see ganforge/training/tasks/conditional.py)."""
-    method: Literal["concat", "cbn", "projection", "acgan"] = key(
-        "projection", "G and D recipe (see `ganforge list`)")
-    g_method: Literal["auto", "concat", "cbn"] = key(
-        "auto", "G's conditioning; auto: the method's (r3gan, which has no cbn: concat)")
-    embed_dim: int = key(0, "label-embedding size for concat inputs", low=0, zero="one per class")
-    ac_weight: float = key(1.0, "acgan: weight of the class cross-entropy in both nets", low=0,
-                           zero="no class loss")
-    ac_fake: bool = key(False, "acgan: D's class head also learns generated images (paper)")
-    matching_weight: float = key(0.0, "matching-aware D term (Reed et al. 2016)", low=0, zero="off")
-    balance: bool = key(False, "class-balanced real batches, uniform G labels (--balance)")
-    class_weights: Literal["none", "inverse"] = key(
-        "none", "per-class weights on D's real-data loss")
-
-
-@dataclass(frozen=True)
 class DistillConfig:
     """Knowledge distillation into this run's generators (``ganforge distill``;
     ganforge/training/distill.py)."""
@@ -301,16 +264,41 @@ class DistillConfig:
     ema: bool = key(True, "distil the teacher's EMA generator when it kept one")
 
 
+#: Sections of the tasks' own settings, registered beside each task's code
+#: (:func:`register_section`: ``cond``, ``cyclegan``, ...), in registration order.
+_TASK_SECTIONS: Dict[str, type] = {}
+
+
+def register_section(name: str, cls: type) -> type:
+    """Add ``cls`` (a frozen dataclass of :func:`key` fields) as the config section ``name``:
+    how a task declares its own settings beside its code (``ganforge/training/tasks/*.py``),
+    with no change here. The section then behaves as the built-in ones: ``cfg.<name>.<key>``,
+    ``name.key=value`` overrides, presets, the schema and ``--help-config``. Registering the
+    same class again is a no-op; another class under a taken name raises ValueError."""
+    taken = {f.name for f in fields(Config)}
+    if name in taken or (name in _TASK_SECTIONS and _TASK_SECTIONS[name] is not cls):
+        raise ValueError(f"config section '{name}' is taken; pick another name")
+    if not is_dataclass(cls):
+        raise ValueError(f"config section '{name}': {cls!r} is not a dataclass of key() fields")
+    if name not in _TASK_SECTIONS:
+        _TASK_SECTIONS[name] = cls
+        _SCHEMA.clear()
+    return cls
+
+
+def _task_section_defaults() -> Tuple[Tuple[str, Any], ...]:
+    return tuple((name, cls()) for name, cls in _TASK_SECTIONS.items())
+
+
 @dataclass(frozen=True)
 class Config:
-    """Run-level settings."""
+    """Run-level settings: the sections below, the task sections registered by the tasks
+    (``cfg.cond``, ``cfg.cyclegan``, ...: :func:`register_section`) and two top-level keys."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    cyclegan: CycleGANConfig = field(default_factory=CycleGANConfig)
-    cond: CondConfig = field(default_factory=CondConfig)
     reg: RegConfig = field(default_factory=RegConfig)
     aug: AugConfig = field(default_factory=AugConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
@@ -325,12 +313,31 @@ class Config:
     #: (:func:`explicit_keys`, ganforge/data/auto.py).
     explicit: FrozenSet[str] = field(default=frozenset(), compare=False, repr=False,
                                      metadata={"internal": True})
+    #: The task sections' values, ``((name, section), ...)`` in registration order (read
+    #: them as ``cfg.<name>``; :func:`set_key` replaces them).
+    task_sections: Tuple[Tuple[str, Any], ...] = field(default_factory=_task_section_defaults,
+                                                       repr=False, metadata={"internal": True})
+
+    def __getattr__(self, name: str) -> Any:
+        """``cfg.<task section>`` (only called for names that are not fields)."""
+        for sec, value in self.__dict__.get("task_sections", ()):
+            if sec == name:
+                return value
+        if name in _TASK_SECTIONS:          # registered after this config was made: defaults
+            return _TASK_SECTIONS[name]()
+        raise AttributeError(f"'Config' has no section or key '{name}'")
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for f in _internal_fields():
-            d.pop(f, None)
+        """The config as nested plain values, sections in their order (the task sections after
+        ``eval``), as config.yaml and checkpoints store it."""
+        d: Dict[str, Any] = {}
+        for f in _key_fields(Config):
+            value = getattr(self, f.name)
+            d[f.name] = dataclasses.asdict(value) if is_dataclass(value) else value
+            if f.name == "eval":
+                for name in _TASK_SECTIONS:
+                    d[name] = dataclasses.asdict(getattr(self, name))
         return d
 
     @classmethod
@@ -367,12 +374,17 @@ def explicit_keys(cfg: "Config") -> FrozenSet[str]:
     return cfg.explicit
 
 
-SECTIONS = {f.name: f.type for f in _key_fields(Config)}
-
-
 def _section_classes() -> Dict[str, type]:
+    """Every section's class by name: the built-in ones in their order, with the registered
+    task sections after ``eval`` (the order of :meth:`Config.to_dict`)."""
     hints = typing.get_type_hints(Config)
-    return {name: tp for name, tp in hints.items() if is_dataclass(tp)}
+    out: Dict[str, type] = {}
+    for name, tp in hints.items():
+        if is_dataclass(tp):
+            out[name] = tp
+            if name == "eval":
+                out.update(_TASK_SECTIONS)
+    return out
 
 
 def _field_types(cls: type) -> Dict[str, Any]:
@@ -497,13 +509,11 @@ def _spec(section: Optional[str], f: dataclasses.Field, tp: Any) -> KeySpec:
 def _build_schema() -> Dict[str, KeySpec]:
     out: Dict[str, KeySpec] = {}
     top = _field_types(Config)
-    for f in fields(Config):
-        if is_dataclass(top[f.name]):
-            cls = top[f.name]
-            hints = _field_types(cls)
-            for sf in fields(cls):
-                spec = _spec(f.name, sf, hints[sf.name])
-                out[spec.name] = spec
+    for name, cls in _section_classes().items():
+        hints = _field_types(cls)
+        for sf in fields(cls):
+            spec = _spec(name, sf, hints[sf.name])
+            out[spec.name] = spec
     for f in _key_fields(Config):
         if not is_dataclass(top[f.name]):
             spec = _spec(None, f, top[f.name])
@@ -719,7 +729,13 @@ def set_key(cfg: Config, key: str, value: Any, where: str = "override") -> Confi
     explicit = cfg.explicit | {spec.name}
     if sec is None:
         return replace(cfg, **{name: new, "explicit": explicit})
-    return replace(cfg, **{sec: replace(getattr(cfg, sec), **{name: new}), "explicit": explicit})
+    section = replace(getattr(cfg, sec), **{name: new})
+    if sec in _TASK_SECTIONS:
+        held = dict(cfg.task_sections)
+        held[sec] = section
+        tasks = tuple((n, held.get(n) or getattr(cfg, n)) for n in _TASK_SECTIONS)
+        return replace(cfg, task_sections=tasks, explicit=explicit)
+    return replace(cfg, **{sec: section, "explicit": explicit})
 
 
 def merge(cfg: Config, d: Mapping[str, Any], where: str = "config") -> Config:

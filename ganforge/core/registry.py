@@ -5,7 +5,7 @@ Anything selectable by name from a config or the CLI goes through a ``Registry``
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ganforge.core.errors import UserError
 
@@ -65,8 +65,9 @@ class Registry:
                                  f"{', '.join(self.names())} (comma-separated, applied in order)")
         return names
 
-    def names(self) -> List[str]:
-        return sorted(self._entries)
+    def names(self, sort: bool = True) -> List[str]:
+        """The registered names, sorted (``sort=False``: in the order they were registered)."""
+        return sorted(self._entries) if sort else list(self._entries)
 
     def help(self, name: str) -> str:
         return self._help.get(name, "")
@@ -76,6 +77,10 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        """The names, in the order they were registered."""
+        return iter(list(self._entries))
 
     def __len__(self) -> int:
         return len(self._entries)

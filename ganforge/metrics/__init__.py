@@ -8,21 +8,13 @@ The pipeline (DESIGN lesson 7):
    streams them into a :class:`FeatureStats`.
 2. :class:`FeatureStats` holds float64 mean/covariance, batch-size independent, saved as
    ``.npz`` (``mu``/``sigma`` like pytorch-fid) so reference statistics can be cached.
-3. :func:`compute_metrics` turns real/fake features into a flat ``dict[str, float]``:
+3. :func:`compute_metrics` turns real/fake features into a flat ``dict[str, float]``, one
+   registered metric at a time (:data:`METRICS`, :mod:`ganforge.metrics.scores`: fid, kid, pr,
+   dc, hf, is).
 
-   =========  ==============================  ===========================================
-   metric     keys                            paper
-   =========  ==============================  ===========================================
-   ``fid``    ``fid``                         Heusel et al. 2017
-   ``kid``    ``kid_mean``, ``kid_std``       Bińkowski et al. 2018
-   ``pr``     ``precision``, ``recall``       Kynkäänniemi et al. 2019
-   ``dc``     ``density``, ``coverage``       Naeem et al. 2020
-   ``is``     ``is_mean``, ``is_std``         Salimans et al. 2016 (needs fake class probs)
-   ``hf``     ``hf_ratio``                    high-frequency artefact ratio on the images
-                                              themselves, not features (1 = like the real
-                                              data; :mod:`ganforge.metrics.frequency`;
-                                              Odena et al. 2016, Durall et al. 2020)
-   =========  ==============================  ===========================================
+Around the pure pipeline, the rest of the measuring wing: :mod:`ganforge.metrics.scoring`
+(which extractor, which real data, cached reference features: it loads data, but knows no run)
+and the domain evaluator (:mod:`ganforge.metrics.domain`: its network, and training it).
 
 Example::
 
@@ -34,17 +26,18 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Iterable, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
 
 from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
 from ganforge.metrics.fid import fid_from_features, frechet_distance
+from ganforge.metrics.frequency import SpectralStats, high_frequency_share, hf_ratio, spectral_share
 from ganforge.metrics.inception_score import inception_score
 from ganforge.metrics.kid import kernel_inception_distance
 from ganforge.metrics.prdc import knn_radii, prdc
-from ganforge.metrics.frequency import SpectralStats, high_frequency_share, hf_ratio, spectral_share
+from ganforge.metrics.scores import DEFAULT_METRICS, METRICS, MetricInputs, compute_metrics, metric_keys
 from ganforge.metrics.stats import FeatureStats
 
 # Importing an extractor module registers it (like ganforge.models).
@@ -54,25 +47,13 @@ from ganforge.metrics.inception import FIDInceptionV3, load_inception  # noqa: E
 
 __all__ = [
     "EXTRACTORS", "FeatureExtractor", "FIDInceptionV3", "load_inception", "FeatureStats",
-    "Extracted", "extract_features", "compute_metrics", "METRICS", "frechet_distance",
+    "Extracted", "extract_features", "compute_metrics", "METRICS", "DEFAULT_METRICS",
+    "MetricInputs", "metric_keys", "frechet_distance",
     "fid_from_features", "kernel_inception_distance", "inception_score", "prdc", "knn_radii",
     "SpectralStats", "high_frequency_share", "hf_ratio", "spectral_share",
 ]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
-
-#: Metric names accepted by :func:`compute_metrics` -> the keys each one adds.
-METRICS: Dict[str, Tuple[str, ...]] = {
-    "fid": ("fid",),
-    "kid": ("kid_mean", "kid_std"),
-    "pr": ("precision", "recall"),
-    "dc": ("density", "coverage"),
-    "is": ("is_mean", "is_std"),
-    "hf": ("hf_ratio",),
-}
-#: ``hf`` is in the default list: it costs one FFT per image (well under a second for 10,000
-#: 64 px images) and sees what the feature-space metrics miss (checkerboard texture).
-DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "hf")
 
 
 class Extracted(NamedTuple):
@@ -170,80 +151,3 @@ def extract_features(extractor: Union[FeatureExtractor, str],
         stats.meta.setdefault("weights_hash", extractor.weights_hash)
     return Extracted(torch.cat(feats) if keep else None,
                      torch.cat(logits) if keep and with_logits else None)
-
-
-def _stats_of(x: Union[FeatureStats, Tuple[ArrayLike, ArrayLike], ArrayLike], what: str
-              ) -> Tuple[np.ndarray, np.ndarray]:
-    if isinstance(x, FeatureStats):
-        return x.mean, x.cov
-    if isinstance(x, tuple) and len(x) == 2:
-        return np.asarray(x[0], dtype=np.float64), np.asarray(x[1], dtype=np.float64)
-    s = FeatureStats.from_features(x)
-    if s.n < 2:
-        raise ValueError(f"FID needs at least 2 {what} feature vectors, got {s.n}")
-    return s.mean, s.cov
-
-
-def compute_metrics(real_feats: Optional[ArrayLike], fake_feats: ArrayLike,
-                    metrics: Optional[Sequence[str]] = None, *,
-                    fake_probs: Optional[ArrayLike] = None,
-                    fake_logits: Optional[ArrayLike] = None,
-                    real_stats: Union[FeatureStats, Tuple[ArrayLike, ArrayLike], None] = None,
-                    real_hf: Optional[ArrayLike] = None, fake_hf: Optional[ArrayLike] = None,
-                    seed: int = 0,
-                    kid_subsets: int = 100, kid_subset_size: int = 1000,
-                    prdc_k: int = 3, is_splits: int = 10,
-                    chunk_size: int = 1024) -> Dict[str, float]:
-    """Scores of ``fake_feats`` against ``real_feats`` as a flat ``{name: float}`` dict.
-
-    ``metrics``: names from :data:`METRICS`; default :data:`DEFAULT_METRICS` (``hf`` only
-    when ``real_hf`` and ``fake_hf`` are given) plus ``is`` when ``fake_probs`` (class
-    probabilities) or ``fake_logits`` are given. ``real_hf``/``fake_hf``: each side's (C,)
-    high-frequency share of the images (:func:`spectral_share`), for ``hf``. ``real_stats``
-    (cached reference statistics) replaces ``real_feats`` for FID; KID/PR/DC need the real
-    features themselves. ``seed`` fixes the KID subsets; everything else is deterministic.
-    """
-    if metrics is None:
-        metrics = tuple(m for m in DEFAULT_METRICS if m != "hf" or
-                        (real_hf is not None and fake_hf is not None))
-        metrics += (("is",) if fake_probs is not None or fake_logits is not None else ())
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
-    needs_real = [m for m in metrics if m in ("kid", "pr", "dc")]
-    if real_feats is None and (needs_real or ("fid" in metrics and real_stats is None)):
-        raise ValueError(f"metrics {needs_real or ['fid']} need real_feats"
-                         + ("" if needs_real else " (or real_stats)"))
-
-    out: Dict[str, float] = {}
-    if "fid" in metrics:
-        mu1, s1 = _stats_of(real_stats if real_stats is not None else real_feats, "real")
-        mu2, s2 = _stats_of(fake_feats, "fake")
-        out["fid"] = frechet_distance(mu1, s1, mu2, s2)
-    if "kid" in metrics:
-        out["kid_mean"], out["kid_std"] = kernel_inception_distance(
-            real_feats, fake_feats, n_subsets=kid_subsets, subset_size=kid_subset_size,
-            seed=seed)
-    if "pr" in metrics or "dc" in metrics:
-        r = prdc(real_feats, fake_feats, k=prdc_k, chunk_size=chunk_size)
-        if "pr" in metrics:
-            out["precision"], out["recall"] = r["precision"], r["recall"]
-        if "dc" in metrics:
-            out["density"], out["coverage"] = r["density"], r["coverage"]
-    if "hf" in metrics:
-        if real_hf is None or fake_hf is None:
-            raise ValueError("metric 'hf' needs real_hf and fake_hf (spectral_share of each "
-                             "side's images)")
-        out["hf_ratio"] = hf_ratio(torch.as_tensor(real_hf), torch.as_tensor(fake_hf))
-    if "is" in metrics:
-        # Fewer samples than splits (tiny smoke runs): one sample per split at most.
-        if fake_logits is not None:
-            out["is_mean"], out["is_std"] = inception_score(
-                fake_logits, min(is_splits, len(fake_logits)), from_logits=True)
-        elif fake_probs is not None:
-            out["is_mean"], out["is_std"] = inception_score(
-                fake_probs, min(is_splits, len(fake_probs)))
-        else:
-            raise ValueError("metric 'is' needs fake_probs or fake_logits "
-                             "(extract_features(..., with_logits=True))")
-    return out

@@ -61,6 +61,7 @@ from ganforge.training.callbacks.artifacts import Artifacts
 from ganforge.training.averages import StandingStatistics
 from ganforge.training.callbacks import Callback
 from ganforge.training.distill import Distiller
+from ganforge.training.optim import build_optimizer
 from ganforge.training.callbacks.saving import Checkpoints
 from ganforge.training.callbacks.evaluation import Evaluation
 from ganforge.training.callbacks.guard import Guard
@@ -194,11 +195,9 @@ class Trainer:
         self.params = {p.name: [q for m in p.modules for q in self.task.modules[m].parameters()
                                 if q.requires_grad]
                        for p in self.phases}
-        # Fused Adam (one kernel over all parameters) exists for CPU and CUDA; on the mlp's
-        # 1.5M-parameter G it cut the optimizer step from 5.7 ms to 0.4 ms here.
-        fused = self.device.type in ("cpu", "cuda")
-        self.optimizers = {p.name: torch.optim.Adam(self.params[p.name], lr=p.lr, betas=p.betas,
-                                                    **({"fused": True} if fused else {}))
+        self.optimizers = {p.name: build_optimizer(t.optimizer, self.params[p.name], lr=p.lr,
+                                                   betas=p.betas, weight_decay=t.weight_decay,
+                                                   device=self.device)
                            for p in self.phases}
         self.total_steps = self._total_steps()
         self.task.set_total_steps(self.total_steps)

@@ -61,6 +61,7 @@ import yaml
 
 from ganforge.use import evaluate
 from ganforge.core.checkpoint import CheckpointError, load_latest_good
+from ganforge.core.command import Command
 from ganforge.core.config import (Config, ConfigError, coerce, key_spec, load_config, load_yaml,
                              parse_pairs, resolve_key, set_key)
 from ganforge.data import DataError
@@ -720,13 +721,7 @@ def _plots(s: Study, study, log) -> List[Path]:
 
 
 # --------------------------------------------------------------------------- CLI
-def add_tune_parser(sub) -> None:
-    t = sub.add_parser("tune", help="search hyper-parameters with Optuna (TPE + pruning), "
-                                    "scored by FID on a validation split",
-                       description="Each trial is a training run under --budget, scored by FID "
-                                   "against the validation split carved from the training data. "
-                                   "Writes study.db, trials.csv, best.yaml, history.png, "
-                                   "importance.png and best-test.json to --out.")
+def arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--config", help="preset or YAML file every trial starts from")
     t.add_argument("--space", required=True, help="SPACE.yaml: config keys -> distributions")
     t.add_argument("--trials", type=int, default=20, help="trials (finished or pruned) in the study")
@@ -744,10 +739,9 @@ def add_tune_parser(sub) -> None:
     t.add_argument("--threads", type=int, default=0, help="train.threads of each trial (0: auto)")
     t.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     t.add_argument("overrides", nargs="*", help="key=value config overrides for every trial")
-    t.set_defaults(func=cmd_tune)
 
 
-def cmd_tune(args) -> int:
+def run(args: argparse.Namespace) -> int:
     for flag, v, lo in (("--trials", args.trials, 1), ("--jobs", args.jobs, 1), ("--rungs", args.rungs, 1),
                         ("--eval-n", args.eval_n, 2), ("--test-n", args.test_n, 0),
                         ("--threads", args.threads, 0)):
@@ -763,3 +757,11 @@ def cmd_tune(args) -> int:
     log = (lambda m: print(m, flush=True))
     run_study(s, log=log)
     return 0
+
+
+COMMAND = Command(
+    "tune", "search hyper-parameters with Optuna (TPE + pruning), scored by FID on a validation "
+            "split", arguments, run, overrides=True,
+    description="Each trial is a training run under --budget, scored by FID against the "
+                "validation split carved from the training data. Writes study.db, trials.csv, "
+                "best.yaml, history.png, importance.png and best-test.json to --out.")

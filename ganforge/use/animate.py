@@ -19,6 +19,7 @@ from PIL import Image
 
 from ganforge.core.argtypes import at_least, positive
 from ganforge.core.checkpoint import numbered_checkpoints
+from ganforge.core.command import Command
 from ganforge.core.errors import UserError
 from ganforge.core.files import atomic_write, check_output_file
 from ganforge.models.latent import MODES
@@ -152,7 +153,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="use the raw generator, not its weight average (runs with ema.half_life)")
 
 
-def cmd_interpolate(args: argparse.Namespace) -> int:
+def run_interpolate(args: argparse.Namespace) -> int:
     classes = None
     if args.classes:
         parts = [c.strip() for c in args.classes.split(",") if c.strip()]
@@ -165,7 +166,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_progress(args: argparse.Namespace) -> int:
+def run_progress(args: argparse.Namespace) -> int:
     path = progress_to_file(args.run, args.out, n=args.n, seed=args.seed,
                             truncation=args.truncation, fps=args.fps or 4,
                             ema=not args.no_ema, device=args.device)
@@ -173,13 +174,7 @@ def cmd_progress(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_interpolate_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``interpolate`` to the top-level CLI's subparsers."""
-    p = subparsers.add_parser(
-        "interpolate", help="animate a walk through noise (or classes) of a trained run",
-        description="Write a looping animation through the noise of the given seeds (spherical "
-                    "interpolation by default), or, with --classes a,b,c and one seed, through "
-                    "classes at fixed noise. .gif always; .mp4 with ffmpeg/imageio-ffmpeg.")
+def interpolate_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p)
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], metavar="S1,S2,...",
                    help="seeds whose noise the loop visits (default 0,1,2)")
@@ -191,19 +186,23 @@ def add_interpolate_parser(subparsers) -> argparse.ArgumentParser:
                    help="runs with classes: one class for every frame, or several (one seed) "
                         "to walk through them")
     p.add_argument("--checkpoint", default="latest", help="latest (default) or best")
-    p.set_defaults(func=cmd_interpolate)
-    return p
 
 
-def add_progress_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``progress`` to the top-level CLI's subparsers."""
-    p = subparsers.add_parser(
-        "progress", help="animate the same noise through every kept checkpoint of a run",
-        description="One grid per numbered checkpoint (RUN/checkpoints/step-*.pt, oldest "
-                    "first), all from the same noise: how the generator learned.")
+def progress_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p)
     p.add_argument("--out", default="progress.gif", help="progress.gif (default) or .mp4")
     p.add_argument("--n", type=at_least(1), default=16, help="images per grid (default 16)")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_progress)
-    return p
+
+
+INTERPOLATE = Command(
+    "interpolate", "animate a walk through noise (or classes) of a trained run",
+    interpolate_arguments, run_interpolate,
+    description="Write a looping animation through the noise of the given seeds (spherical "
+                "interpolation by default), or, with --classes a,b,c and one seed, through "
+                "classes at fixed noise. .gif always; .mp4 with ffmpeg/imageio-ffmpeg.")
+PROGRESS = Command(
+    "progress", "animate the same noise through every kept checkpoint of a run",
+    progress_arguments, run_progress,
+    description="One grid per numbered checkpoint (RUN/checkpoints/step-*.pt, oldest first), "
+                "all from the same noise: how the generator learned.")

@@ -8,11 +8,17 @@ on and formats the result. The scoring services (extractors, cached reference fe
 """
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
+from ganforge.core.argtypes import at_least
+from ganforge.core.command import Command
+from ganforge.core.errors import UserError
 from ganforge.data.spec import DataSpec, parse_spec
-from ganforge.metrics import DEFAULT_METRICS
-from ganforge.metrics.scoring import get_extractor, real_features, score
+from ganforge.metrics import DEFAULT_METRICS, EXTRACTORS, METRICS
+from ganforge.metrics.scoring import MIN_EVAL_IMAGES, get_extractor, parse_metrics, real_features, score
 from ganforge.use.load import load
 
 
@@ -73,3 +79,54 @@ def format_table(result: Dict[str, Any]) -> str:
             v = f"{v:.4f}" if abs(v) < 1000 else f"{v:.1f}"
         out.append(f"{k:<{width}}  {v}")
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- CLI
+def run(args: argparse.Namespace) -> int:
+    metrics = parse_metrics(args.metrics)
+    common = dict(metrics=metrics, n=args.n, extractor=args.extractor, weights=args.weights,
+                  seed=args.seed, device=args.device, data_dir=args.data_dir)
+    if args.run and (args.real or args.fake):
+        raise UserError("give either RUN_DIR_OR_CKPT or --real/--fake, not both")
+    if args.run:
+        result = evaluate_run(args.run, split=args.split, which=args.checkpoint,
+                              ema=not args.no_ema, **common)
+    elif args.real and args.fake:
+        result = evaluate_pair(args.real, args.fake, img_size=args.img_size, **common)
+    else:
+        raise UserError("nothing to evaluate: give a run folder/checkpoint, or both --real and --fake "
+                        "(e.g. --real fashion-mnist:train --fake fashion-mnist:test)")
+    print(format_table(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def arguments(e: argparse.ArgumentParser) -> None:
+    e.add_argument("run", nargs="?", metavar="RUN_DIR_OR_CKPT")
+    e.add_argument("--real", metavar="DATA", help="real side, e.g. fashion-mnist:train or a folder")
+    e.add_argument("--fake", metavar="DATA", help="fake side, e.g. fashion-mnist:test or a folder")
+    e.add_argument("--metrics", help=f"comma list of {','.join(METRICS)} (default "
+                                      f"{','.join(DEFAULT_METRICS)}; `ganforge list` says what each is)")
+    e.add_argument("--n", type=at_least(MIN_EVAL_IMAGES), default=10000, help="images per side (default 10000)")
+    e.add_argument("--extractor", default="domain", choices=EXTRACTORS.names(),
+                   help="domain: a classifier trained on the dataset (default); inception: the FID Inception-v3")
+    e.add_argument("--weights", metavar="PATH", help="extractor weights file (evaluator .pt or Inception .pth)")
+    e.add_argument("--split", default="test", help="real split a run is compared with (default test)")
+    e.add_argument("--img-size", type=at_least(0, "the real side's own size"), default=0,
+                   help="with --real/--fake: resize both to this size")
+    e.add_argument("--checkpoint", default="latest", help="latest (default) or best")
+    e.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--data-dir", help="where named datasets are stored")
+    e.add_argument("--no-ema", action="store_true",
+                   help="score the raw generator, not its weight average (runs with ema.half_life)")
+
+
+COMMAND = Command(
+    "eval", "score a run (or two datasets) with FID, KID, precision/recall, ...", arguments, run,
+    description="Score a trained run against the real data it was trained on, or two "
+                "datasets/folders against each other (--real/--fake).")

@@ -42,6 +42,7 @@ import torch.nn as nn
 from ganforge.core.version import __version__
 from ganforge.core import runfolder
 from ganforge.core.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
+from ganforge.core.command import Command
 from ganforge.core.devices import resolve_device
 from ganforge.core.errors import UserError
 from ganforge.core.files import atomic_write_bytes, atomic_write_text, probe_writable
@@ -348,20 +349,13 @@ def export_run(run: str | Path, out: str | Path, *, which: str = "latest", ema: 
 
 
 # --------------------------------------------------------------------------- CLI
-def cmd_export(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     out = export_run(args.run, args.out, which=args.checkpoint, ema=not args.no_ema, onnx=args.onnx)
     print(f"exported {args.run} -> {out} (load it with ganforge.load('{out}'))")
     return 0
 
 
-def add_export_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``export`` to the top-level CLI's subparsers."""
-    p = subparsers.add_parser(
-        "export", help="write a trained run as a folder to share (safetensors + config.json)",
-        description="Write RUN's generator(s) as a folder in the Hugging Face layout: config.json, "
-                    "model.safetensors, a model card README.md with samples.png (and ONNX files "
-                    "with --onnx). ganforge.load(DIR) and `ganforge sample DIR` load it "
-                    "without the training checkpoint.")
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_DIR_OR_CKPT")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="a new or empty folder, or an earlier export (overwritten)")
@@ -370,5 +364,11 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
                    help="export the raw generators, not their weight averages (runs with ema.half_life)")
     p.add_argument("--onnx", action="store_true",
                    help="also write generator.onnx (one file per generator: G_AB.onnx, G_BA.onnx)")
-    p.set_defaults(func=cmd_export)
-    return p
+
+
+COMMAND = Command(
+    "export", "write a trained run as a folder to share (safetensors + config.json)", arguments, run,
+    description="Write RUN's generator(s) as a folder in the Hugging Face layout: config.json, "
+                "model.safetensors, a model card README.md with samples.png (and ONNX files with "
+                "--onnx). ganforge.load(DIR) and `ganforge sample DIR` load it without the "
+                "training checkpoint.")

@@ -22,6 +22,7 @@ from PIL import Image
 
 from ganforge.core import runfolder
 from ganforge.core.checkpoint import LATEST, find_checkpoint, load_checkpoint, numbered_checkpoints
+from ganforge.core.command import Command
 from ganforge.core.errors import GanforgeError, UserError
 from ganforge.core.files import atomic_write_text
 from ganforge.core.version import __version__
@@ -207,18 +208,18 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     return out
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     out = write_report(args.run, args.out)
     print(f"[ganforge] report written to {out}", file=sys.stderr)
     return 0
 
 
-def add_report_parser(sub: Any) -> None:
-    """The ``report`` subcommand of ``ganforge`` (cli.build_parser)."""
-    r = sub.add_parser("report", help="write one self-contained HTML page about a run",
-                       description="One HTML file (images and CSS inline, no network) with the "
-                                   "run's summary, curves, samples, classes or translations, "
-                                   "checkpoints, config and environment.")
-    r.add_argument("run", metavar="RUN_DIR", help="a run folder")
-    r.add_argument("--out", default=None, help="the HTML file (default: RUN_DIR/report.html)")
-    r.set_defaults(func=_run)
+def arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN_DIR", help="a run folder")
+    p.add_argument("--out", default=None, help="the HTML file (default: RUN_DIR/report.html)")
+
+
+COMMAND = Command(
+    "report", "write one self-contained HTML page about a run", arguments, run,
+    description="One HTML file (images and CSS inline, no network) with the run's summary, "
+                "curves, samples, classes or translations, checkpoints, config and environment.")

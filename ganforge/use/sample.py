@@ -5,6 +5,7 @@ The run's face decides how its generators are fed and checks the request
 """
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 from typing import Optional
@@ -12,6 +13,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ganforge.core.argtypes import at_least, positive
+from ganforge.core.command import Command
 from ganforge.core.files import check_output_file
 from ganforge.render.class_grid import save_class_grid
 from ganforge.render.images import save_grid
@@ -62,3 +65,32 @@ def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png"
     else:
         save_grid(x, out, scale=scale)
     return out
+
+
+# --------------------------------------------------------------------------- CLI
+def run(args: argparse.Namespace) -> int:
+    path = sample_to_file(args.run, n=args.n, out=args.out, seed=args.seed, which=args.checkpoint,
+                          device=args.device, class_=args.class_, ema=not args.no_ema,
+                          truncation=args.truncation)
+    print(f"wrote {path}")
+    return 0
+
+
+def arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("run", metavar="RUN_DIR_OR_CKPT")
+    s.add_argument("--n", type=at_least(1), default=64, help="number of images (default 64)")
+    s.add_argument("--out", default="samples.png", help="grid .png/.jpg, or .npy (float32 NxCxHxW in [-1,1])")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--checkpoint", default="latest", help="latest (default) or best")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--class", dest="class_", metavar="CLASS",
+                   help="conditional runs: a class name (sneaker, t-shirt-top; any case) or "
+                        "index, or 'all' for one labelled row per class (ceil(n/K) images each)")
+    s.add_argument("--no-ema", action="store_true",
+                   help="use the raw generator, not its weight average (runs with ema.half_life)")
+    s.add_argument("--truncation", type=positive(float), metavar="PSI",
+                   help="truncation trick: resample noise components until |z| <= PSI (less "
+                        "variety, cleaner images)")
+
+
+COMMAND = Command("sample", "generate images from a trained run", arguments, run)

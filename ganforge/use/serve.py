@@ -31,6 +31,7 @@ from PIL import Image
 
 from ganforge.core import runfolder
 from ganforge.core.argtypes import at_least
+from ganforge.core.command import Command
 from ganforge.core.errors import UserError
 from ganforge.use.animate import write_animation
 from ganforge.use.face import Generator
@@ -317,7 +318,7 @@ def bind_note(host: str) -> str:
     return f"bound to {host} (that interface only)"
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if not gradio_installed():
         raise UserError(INSTALL_HINT)
     if args.port > 65535:
@@ -344,13 +345,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
-    """The ``serve`` subcommand of ``ganforge`` (cli.build_parser)."""
-    p = sub.add_parser("serve", help="a local web UI (Gradio) to sample, interpolate or translate",
-                       description="Serve a web page over a trained run: seed, batch size, class, "
-                                   "truncation, interpolation, PNG download; CycleGAN runs "
-                                   "translate an uploaded image. Works offline. Needs the extra "
-                                   "ganforge[serve] (gradio).")
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_DIR_OR_CKPT")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0: all)")
@@ -360,5 +355,10 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(func=cmd_serve)
-    return p
+
+
+COMMAND = Command(
+    "serve", "a local web UI (Gradio) to sample, interpolate or translate", arguments, run,
+    description="Serve a web page over a trained run: seed, batch size, class, truncation, "
+                "interpolation, PNG download; CycleGAN runs translate an uploaded image. Works "
+                "offline. Needs the extra ganforge[serve] (gradio).")

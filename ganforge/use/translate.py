@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from ganforge.core.argtypes import at_least
+from ganforge.core.command import Command
 from ganforge.core.files import probe_writable
 from ganforge.data import to_float, to_uint8
 from ganforge.data.base import DataError
@@ -128,7 +129,7 @@ def translate_to_dir(run: str | Path, input_spec: str, out: str | Path, *, direc
 
 
 # --------------------------------------------------------------------------- CLI
-def cmd_translate(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     res = translate_to_dir(args.run, args.input, args.out, direction=args.direction,
                            grid=args.grid, grid_max=args.grid_max, limit=args.limit,
                            which=args.checkpoint, device=args.device, batch_size=args.batch_size,
@@ -138,14 +139,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_translate_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``translate`` to the top-level CLI's subparsers."""
-    p = subparsers.add_parser(
-        "translate", help="translate images with a trained cyclegan run",
-        description="Translate images A->B (a2b) or B->A (b2a) with a trained cyclegan run. "
-                    "INPUT: an image file, a folder, a dataset domain such as "
-                    "fashion-mnist:test:sneaker, or run:test / run:train (the run's own source "
-                    "domain). Outputs keep the input names (dataset items: 00000.png, ...).")
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_DIR_OR_CKPT")
     p.add_argument("input", metavar="INPUT")
     p.add_argument("--direction", default="a2b",
@@ -162,5 +156,11 @@ def add_translate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=at_least(1), default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", help="where named datasets are stored")
-    p.set_defaults(func=cmd_translate)
-    return p
+
+
+COMMAND = Command(
+    "translate", "translate images with a trained cyclegan run", arguments, run,
+    description="Translate images A->B (a2b) or B->A (b2a) with a trained cyclegan run. INPUT: an "
+                "image file, a folder, a dataset domain such as fashion-mnist:test:sneaker, or "
+                "run:test / run:train (the run's own source domain). Outputs keep the input names "
+                "(dataset items: 00000.png, ...).")

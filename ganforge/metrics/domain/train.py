@@ -11,7 +11,7 @@ module makes one:
   one-cycle schedule (optionally within a time budget), measure its test accuracy and save
   it with :func:`~ganforge.metrics.domain.network.save_evaluator` (default:
   ``$GANFORGE_CACHE/evaluators/<dataset>-<img_size>px.pt``);
-- the ``ganforge evaluator {train,info}`` command (:func:`add_evaluator_parser`, wired into
+- the ``ganforge evaluator {train,info}`` command (:data:`COMMAND`, listed in
   :mod:`ganforge.cli`).
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ from ganforge.metrics.domain.network import (INFER_BATCH, DomainCNN, EvaluatorEr
                                      default_evaluator_path, default_widths, load_evaluator,
                                      save_evaluator)
 from ganforge.core.argtypes import at_least, positive
+from ganforge.core.command import Command
 from ganforge.data.spec import registered_name
 from ganforge.data import DataError, load_dataset
 from ganforge.data import to_float
@@ -380,10 +381,7 @@ def cli_evaluator_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_evaluator_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``evaluator {train,info}`` to the top-level CLI's subparsers."""
-    e = subparsers.add_parser("evaluator", help="train / inspect the domain classifier used "
-                                                "by the 'domain' metrics extractor")
+def arguments(e: argparse.ArgumentParser) -> None:
     esub = e.add_subparsers(dest="evaluator_command", metavar="ACTION", required=True)
     t = esub.add_parser("train", help="train a small CNN classifier on a labeled dataset",
                         description="Train the domain evaluator for a labeled dataset (a "
@@ -414,9 +412,17 @@ def add_evaluator_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=at_least(0, "as many as the machine has idle cores"), default=0, metavar="N",
                    help="torch CPU threads (default 0: as many as the machine has idle cores)")
-    t.set_defaults(func=cli_evaluator_train)
+    t.set_defaults(action=cli_evaluator_train)
     i = esub.add_parser("info", help="show a stored evaluator's accuracy and training data")
     i.add_argument("data", metavar="DATA_OR_FILE")
     i.add_argument("--img-size", type=at_least(0, "the smallest trained"), default=0, metavar="PX")
-    i.set_defaults(func=cli_evaluator_info)
-    return e
+    i.set_defaults(action=cli_evaluator_info)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``ganforge evaluator ACTION``: the action's own function."""
+    return args.action(args)
+
+
+COMMAND = Command("evaluator", "train / inspect the domain classifier used by the 'domain' "
+                               "metrics extractor", arguments, run)

@@ -11,7 +11,9 @@ A task also says what it is, so that nothing above this package names a task or 
   that the trainer builds over the live modules to score them (:meth:`Task.trained`);
 - ``generators``: the modules it produces, its face's (each gets an EMA twin ``<name>_ema``
   when ``ema.half_life > 0``), ``discriminators``: what ``--freeze-d`` and ``reg.*`` act on;
-- ``config_section``: the config section holding its own settings (``cond``, ``cyclegan``).
+- ``config_section`` and ``config_class``: its own settings' section (``cond``, ``cyclegan``),
+  declared beside its code and registered in the config; ``flags``: the ``ganforge train``
+  flags that set them (``--balance``, ``--domain-a``).
 
 A task is its training half here (registered with ``@TASKS.register``) and its face in the use
 wing, registered under the same name, plus its tests.
@@ -25,7 +27,8 @@ import torch
 import torch.nn as nn
 
 from ganforge import models
-from ganforge.core.config import DEFAULT_TASK, Config, ConfigError, check_names
+from ganforge.core.command import Flag
+from ganforge.core.config import DEFAULT_TASK, Config, ConfigError, check_names, register_section
 from ganforge.data.classic_augment import CLASSIC_OPS
 from ganforge.losses.adversarial import LOSSES
 from ganforge.metrics import METRICS
@@ -34,6 +37,7 @@ from ganforge.core.distributed import SINGLE, DistInfo
 from ganforge.core.registry import Registry
 from ganforge.data import load_dataset
 from ganforge.data.batching import BatchLoader
+from ganforge.training.optim import OPTIMIZERS
 from ganforge.use.face import Generator
 
 TASKS = Registry("task")
@@ -92,8 +96,13 @@ class Task:
     generators: ClassVar[Tuple[str, ...]] = ()
     #: discriminators (what ``train.freeze_d`` freezes and ``reg.*`` regularises)
     discriminators: Tuple[str, ...] = ()
-    #: the config section of this task's own settings (None: only the shared ones)
+    #: the config section of this task's own settings (None: only the shared ones) and its
+    #: class (a frozen dataclass of ``core.config.key`` fields, declared beside the task;
+    #: registered when the task class is defined)
     config_section: ClassVar[Optional[str]] = None
+    config_class: ClassVar[Optional[type]] = None
+    #: ``ganforge train`` flags that set keys of this task's section (``--balance``, ...)
+    flags: ClassVar[Tuple[Flag, ...]] = ()
     #: the use-time face: how a trained run of this task is used (set by each task module)
     trained_class: ClassVar[Type[Generator]] = Generator
     #: True when the task trains ``model.*`` networks on the one dataset of ``cfg.data``, so
@@ -107,6 +116,8 @@ class Task:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.generators = tuple(cls.trained_class.generators)
+        if "config_class" in cls.__dict__ and cls.config_class is not None:
+            register_section(cls.config_section, cls.config_class)
 
     def __init__(self, cfg: Config, *, img_size: int, channels: int, device: torch.device,
                  n_classes: int = 0, seed: int = 0, dist: DistInfo = SINGLE) -> None:
@@ -237,7 +248,7 @@ def registered_names() -> Dict[str, List[str]]:
     return {"task": TASKS.names(), "model": models.family_names(), "loss": LOSSES.names(),
             "generator": models.GENERATORS.names(), "discriminator": models.DISCRIMINATORS.names(),
             "diffaug": DIFFAUG_OPS.names(), "classic_aug": CLASSIC_OPS.names(),
-            "metric": list(METRICS)}
+            "metric": METRICS.names(), "optimizer": OPTIMIZERS.names()}
 
 
 from ganforge.training.tasks import gan  # noqa: E402,F401  (registers "gan")

@@ -49,15 +49,16 @@ checkpoint, so ``ganforge sample`` without ``--class`` draws classes as training
 """
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Dict, Optional, Tuple
+from dataclasses import dataclass, replace
+from typing import Any, Dict, Literal, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from ganforge import models
 
-from ganforge.core.config import ConfigError
+from ganforge.core.command import Flag
+from ganforge.core.config import ConfigError, key
 from ganforge.data.base import DataError
 from ganforge.data.folder import loose_images
 from ganforge.data.spec import local_path, path_is_dir
@@ -69,6 +70,24 @@ from ganforge.training.tasks.gan import GANTask, build_d, g_options
 from ganforge.use.faces.conditional import ConditionalModel
 from ganforge.data.balanced import BalancedBatchLoader
 from ganforge.data.balanced import class_counts
+
+# ----------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class CondConfig:
+    """Settings of ``train.task=conditional`` (this module)."""
+    method: Literal["concat", "cbn", "projection", "acgan"] = key(
+        "projection", "G and D recipe (see `ganforge list`)")
+    g_method: Literal["auto", "concat", "cbn"] = key(
+        "auto", "G's conditioning; auto: the method's (r3gan, which has no cbn: concat)")
+    embed_dim: int = key(0, "label-embedding size for concat inputs", low=0, zero="one per class")
+    ac_weight: float = key(1.0, "acgan: weight of the class cross-entropy in both nets", low=0,
+                           zero="no class loss")
+    ac_fake: bool = key(False, "acgan: D's class head also learns generated images (paper)")
+    matching_weight: float = key(0.0, "matching-aware D term (Reed et al. 2016)", low=0, zero="off")
+    balance: bool = key(False, "class-balanced real batches, uniform G labels (--balance)")
+    class_weights: Literal["none", "inverse"] = key(
+        "none", "per-class weights on D's real-data loss")
+
 
 #: Up to this many classes the progress grid is K x K with row c showing class c.
 GRID_MAX_CLASSES = 16
@@ -111,6 +130,9 @@ def weighted_d_loss(objective, real_logits: torch.Tensor, fake_logits: torch.Ten
 class ConditionalGANTask(GANTask):
     progress_keys = ("loss_D", "loss_G", "D(x)", "D(G(z))")
     config_section = "cond"
+    config_class = CondConfig
+    flags = (Flag("--balance", "cond.balance", "draw real images class-balanced (inverse class "
+                  "frequency) and G's labels uniformly"),)
     trained_class = ConditionalModel
     new_head_from = ("gan",)     # --init-from an unconditional run: new label layers only
 

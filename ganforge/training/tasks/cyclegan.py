@@ -58,8 +58,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from dataclasses import dataclass
+
 from ganforge import models
-from ganforge.core.config import ConfigError
+from ganforge.core.command import Flag
+from ganforge.core.config import ConfigError, key
 from ganforge.data import to_float
 from ganforge.data.domains import (DomainPair, TwoDomainLoader, domain_specs, load_domain_pair)
 from ganforge.core.distributed import SINGLE, DistInfo
@@ -69,6 +72,31 @@ from ganforge.render.images import stack_bands, triplet_grid
 from ganforge.training.tasks import TASKS, Batch, DataInfo, Phase, Task
 from ganforge.use.faces.cyclegan import TranslationModel, pick
 from ganforge.training.tasks.gan import build_d, build_objective
+
+# ----------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class CycleGANConfig:
+    """Settings of ``train.task=cyclegan`` (this module). The widths come from model.g_width /
+    model.d_width; train.loss is not used (adv_loss is)."""
+    domain_a: str = key("", "domain A (paper X): fashion-mnist:sneaker, a folder, ...;")
+    domain_b: str = key("", "... and B (paper Y). Both empty: data.name/{trainA,trainB}")
+    adv_loss: str = key("lsgan", "adversarial loss (paper: least squares); or nonsaturating",
+                        registry="loss")
+    lambda_cyc: float = key(10.0, "weight of the cycle-consistency L1 terms (paper eq. 3)",
+                            low=0, zero="no cycle loss")
+    lambda_id: float = key(0.5, "identity-loss weight, as a fraction of lambda_cyc", low=0,
+                           zero="off")
+    generator: str = key("cyclegan-resnet", "G of both directions (a registered generator)",
+                         registry="generator")
+    discriminator: str = key("patchgan", "D of both domains: patchgan, or a whole-image D of a "
+                                         "BatchNorm-free family (r3gan, resnet, mlp)",
+                             registry="discriminator")
+    n_blocks: int = key(6, "residual blocks in G (paper: 6 at 128 px, 9 at 256 px)", low=1)
+    d_layers: int = key(3, "PatchGAN stride-2 layers: 3 -> 70x70 patches, 2 -> 34x34", low=1)
+    pool_size: int = key(50, "history of generated images shown to D", low=0, zero="off")
+    crop: int = key(0, "random-translation jitter in px (pad + random crop)", low=0, zero="off")
+    flip: bool = key(False, "random horizontal flips (off: flips can change meaning)")
+
 
 #: At most this many fixed test images per domain in the progress grid.
 MAX_FIXED_PER_DOMAIN = 16
@@ -85,6 +113,11 @@ class CycleGANTask(Task):
     judges = {"G_AB": "D_B", "G_BA": "D_A"}
     progress_keys = ("loss_D_X", "loss_D_Y", "loss_G", "loss_cycle", "loss_identity")
     config_section = "cyclegan"
+    config_class = CycleGANConfig
+    flags = (Flag("--domain-a", "cyclegan.domain_a", "domain A, e.g. fashion-mnist:sneaker or a folder",
+                  metavar="DOMAIN"),
+             Flag("--domain-b", "cyclegan.domain_b", "domain B, e.g. fashion-mnist:ankle-boot or a "
+                  "folder", metavar="DOMAIN"))
     trained_class = TranslationModel
 
     # ------------------------------------------------------------------ data
@@ -128,9 +161,6 @@ class CycleGANTask(Task):
         if t.d_steps != 1:
             raise ConfigError(f"train.d_steps={t.d_steps}: the cyclegan task alternates one "
                               f"G and one D update per step (as the paper); use 1")
-        for key, v in (("lambda_cyc", c.lambda_cyc), ("lambda_id", c.lambda_id)):
-            if v < 0:
-                raise ConfigError(f"cyclegan.{key}={v}: must be >= 0")
         self.lambda_cyc, self.lambda_id = float(c.lambda_cyc), float(c.lambda_id)
         gkw = dict(img_size=img_size, channels=channels, width=m.g_width, n_blocks=c.n_blocks)
         dkw = dict(img_size=img_size, channels=channels, width=m.d_width)
@@ -236,7 +266,7 @@ class CycleGANTask(Task):
         fake_b = self.pool_b.query(self._fake_b)
         self._fake_a = self._fake_b = None
         total, logs, extras = 0.0, {}, []
-        for d, key, real, fake in (("D_A", "loss_D_X", real_a, fake_a), ("D_B", "loss_D_Y", real_b, fake_b)):
+        for d, stat, real, fake in (("D_A", "loss_D_X", real_a, fake_a), ("D_B", "loss_D_Y", real_b, fake_b)):
             tb, D = self.toolboxes[d], self.modules[d]
             real = tb.real(real)
             fake = tb.fake(fake)                 # requires grad when lazy R2 is due
@@ -245,7 +275,7 @@ class CycleGANTask(Task):
             loss = 0.5 * self.objective.d_loss(real_logits, fake_logits)
             extra, more = tb.d_extra(real, real_logits, fake, fake_logits, critic=D)
             total = total + loss + (extra if extra is not None else 0.0)
-            logs[key] = loss.detach()
+            logs[stat] = loss.detach()
             extras.append(more)
         for k in extras[0]:      # both discriminators' statistics, averaged (acc_D for the guard)
             logs[k] = (extras[0][k] + extras[1][k]) / 2
@@ -269,10 +299,10 @@ class CycleGANTask(Task):
                                "first (the trainer does)")
         k = max(1, min(n // 2, MAX_FIXED_PER_DOMAIN))
         out = {}
-        for key, which in (("a", "a"), ("b", "b")):
+        for which in ("a", "b"):
             imgs = self._data.test(which).images
             idx = torch.randperm(imgs.shape[0], generator=generator)[:k]
-            out[key] = to_float(imgs.index_select(0, idx)).to(device)
+            out[which] = to_float(imgs.index_select(0, idx)).to(device)
         return out
 
     @torch.no_grad()
