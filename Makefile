@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make train   set everything up and train the default model (DCGAN on Fashion-MNIST)
-#   make test    set everything up, check the import layers (lint-imports) and run the test suite
+#   make test    set everything up, check the import layers (lint-imports) and the code (ruff:
+#                pyflakes, import order, bugbear), and run the test suite
 VENV ?= .venv
 ARGS ?=
 
@@ -13,6 +14,7 @@ train: setup
 
 test: setup
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check ganforge tests benchmarks scripts
 	$(VENV)/bin/python -m pytest -q -n 2 $(ARGS)
 
 bench: setup

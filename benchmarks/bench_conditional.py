@@ -67,9 +67,9 @@ def cmd_speed(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from ganforge.use import evaluate
     from ganforge.metrics import scoring
     from ganforge.metrics.per_class import format_conditional
+    from ganforge.use import evaluate
     from ganforge.use.load import load_run
     ev = scoring.get_extractor("domain", data_spec="fashion-mnist", img_size=32,
                                 weights=args.evaluator)

@@ -260,8 +260,8 @@ def bench(args) -> None:
 
 
 def evaluate(args) -> None:
-    from ganforge.use.load import load_run
     from ganforge.use.faces.cyclegan import format_translation
+    from ganforge.use.load import load_run
     if args.threads:
         torch.set_num_threads(args.threads)
     scores = load_run(args.eval).translation_scores(evaluator=args.evaluator, n=args.n)

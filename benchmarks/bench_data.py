@@ -163,6 +163,7 @@ class FileDataset:
 
 def gather_rows(folder: Path, size: int, batch: int, n_batches: int, warmup: int) -> list:
     import torch
+
     from ganforge.data import cache as cache_mod
     from ganforge.data.batching import BatchLoader
     from ganforge.data.folder import load_folder, scan
@@ -177,7 +178,7 @@ def gather_rows(folder: Path, size: int, batch: int, n_batches: int, warmup: int
         bl = BatchLoader(d.base_images, None, batch_size=batch, seed=0, index=d.index)
         # warm-up: one epoch, so that every page is touched once (a process's first touch of a
         # mapped page is a minor fault; training pays it once, in its first epoch)
-        sec = time_batches(lambda: bl.next(), n_batches, max(warmup, bl.steps_per_epoch))
+        sec = time_batches(bl.next, n_batches, max(warmup, bl.steps_per_epoch))
         rows.append({"size": size, "source": "ganforge, memory-mapped cache" if how == "map"
                      else "ganforge, in-memory tensor", "batch_ms": sec * 1000,
                      "images_per_s": batch / sec, "mapped": d.mapped})
@@ -197,7 +198,7 @@ def gather_rows(folder: Path, size: int, batch: int, n_batches: int, warmup: int
     sec = time_batches(nxt, nb, 2)
     rows.append({"size": size, "source": "DataLoader over files, num_workers=2",
                  "batch_ms": sec * 1000, "images_per_s": batch / sec, "mapped": False})
-    del it, dl
+    it = dl = None          # the DataLoader's persistent workers go
     return rows
 
 

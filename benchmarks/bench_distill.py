@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 import torch
+from results_io import save
 
 import ganforge
-from results_io import save
 
 
 def run(cmd: list[str]) -> None:

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from results_io import save
 
 import ganforge
-from ganforge.metrics import scoring
 from ganforge.data import load_dataset
+from ganforge.metrics import scoring
 from ganforge.render.images import save_grid
-from results_io import save
 
 COLS = [("fid", "FID", 1), ("kid_mean", "KID", 2), ("precision", "precision", 3),
         ("recall", "recall", 3), ("density", "density", 3), ("coverage", "coverage", 3),

@@ -14,8 +14,7 @@ import time
 
 import torch
 
-from ganforge.metrics import scoring
-from ganforge.metrics import extract_features
+from ganforge.metrics import extract_features, scoring
 from ganforge.use.load import load_run
 
 

@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from results_io import save
 
 COLS = [("fid", "FID", 2), ("kid_mean", "KID", 3), ("precision", "precision", 3),

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_io import save
 
 import ganforge
-from ganforge.metrics import scoring
 from ganforge.data import load_dataset
-from results_io import save
+from ganforge.metrics import scoring
 
 
 def write_arrays(root: Path, target: list[str], shots: list[int], seed: int) -> dict:

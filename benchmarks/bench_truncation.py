@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import ganforge
 from results_io import save
+
+import ganforge
 from ganforge.metrics import scoring
 
 

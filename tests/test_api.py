@@ -13,13 +13,22 @@ import torch
 from PIL import Image
 
 import ganforge
-from ganforge.use.api import Generator, load
-from ganforge.core.checkpoint import numbered_checkpoints
 from ganforge.cli import main
+from ganforge.core.checkpoint import numbered_checkpoints
 from ganforge.core.errors import UserError
 from ganforge.models.latent import interpolate_noise, slerp, truncated_randn
 from ganforge.training.trainer import Trainer
-from tests.helpers import bars, blobs, cond_cfg, cyclegan_cfg, domain_pair, save_pngs, squares, tiny_cfg
+from ganforge.use.api import Generator, load
+from tests.helpers import (
+    bars,
+    blobs,
+    cond_cfg,
+    cyclegan_cfg,
+    domain_pair,
+    save_pngs,
+    squares,
+    tiny_cfg,
+)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

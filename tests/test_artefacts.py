@@ -9,8 +9,12 @@ import torch.nn.functional as F
 from ganforge import models
 from ganforge.core.config import Config, ConfigError
 from ganforge.metrics import DEFAULT_METRICS, METRICS, compute_metrics
-from ganforge.metrics.frequency import (SpectralStats, high_frequency_share, hf_ratio,
-                                       spectral_share)
+from ganforge.metrics.frequency import (
+    SpectralStats,
+    hf_ratio,
+    high_frequency_share,
+    spectral_share,
+)
 from ganforge.render.curves import plot_curves
 from ganforge.training.tasks import resolve_config
 
@@ -134,8 +138,8 @@ def test_config_key_and_family_check():
 @pytest.mark.parametrize("task", ["gan", "conditional"])
 def test_trains_and_resumes_through_a_checkpoint(tmp_path, task):
     from ganforge.data import ImageDataset
-    from ganforge.use.load import load_run
     from ganforge.training.trainer import Trainer
+    from ganforge.use.load import load_run
     g = torch.Generator().manual_seed(0)
     ds = ImageDataset(images=torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=g),
                       labels=torch.arange(16) % 2, class_names=["a", "b"], name="tiny", source="memory")

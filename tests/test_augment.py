@@ -4,10 +4,18 @@ import itertools
 import pytest
 import torch
 
-from ganforge.data.classic_augment import CLASSIC_OPS, AugmentedLoader, ClassicAugment
 from ganforge.data.batching import BatchLoader
-from ganforge.regularize.diffaugment import (ADA, OPS, DiffAugment, color, cutout, erase_squares,
-                                         shift_images, translation)
+from ganforge.data.classic_augment import CLASSIC_OPS, AugmentedLoader, ClassicAugment
+from ganforge.regularize.diffaugment import (
+    ADA,
+    OPS,
+    DiffAugment,
+    color,
+    cutout,
+    erase_squares,
+    shift_images,
+    translation,
+)
 
 ALL_OPS = OPS.names()
 

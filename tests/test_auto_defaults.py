@@ -12,8 +12,14 @@ from PIL import Image
 
 from ganforge.cli import main
 from ganforge.core.config import Config, all_keys, explicit_keys, load_config
-from ganforge.data.auto import (MAX_AUTO_SIZE, SMALL_DATA, FolderFacts, choose_data_defaults,
-                                scan_folder, training_folder)
+from ganforge.data.auto import (
+    MAX_AUTO_SIZE,
+    SMALL_DATA,
+    FolderFacts,
+    choose_data_defaults,
+    scan_folder,
+    training_folder,
+)
 from ganforge.models.dcgan import plan
 from ganforge.training.tasks import resolve_config
 

@@ -21,9 +21,18 @@ from hypothesis import strategies as st
 
 from ganforge.core import checkpoint as ckpt
 from ganforge.core import files
-from ganforge.core.checkpoint import (CheckpointError, CheckpointWarning, CheckpointWriteError,
-                                 find_checkpoint, latest_step, load_checkpoint, load_latest_good,
-                                 save_best, save_checkpoint, state_checksum)
+from ganforge.core.checkpoint import (
+    CheckpointError,
+    CheckpointWarning,
+    CheckpointWriteError,
+    find_checkpoint,
+    latest_step,
+    load_checkpoint,
+    load_latest_good,
+    save_best,
+    save_checkpoint,
+    state_checksum,
+)
 from ganforge.core.errors import RunError, UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,14 +185,14 @@ def test_disk_full_errno_recognises_the_ways_a_full_disk_shows():
         try:
             raise OSError(errno.EFBIG, "File too large")
         except OSError:
-            raise torch_err
+            raise torch_err  # noqa: B904 - the implicit chaining (__context__) is what is tested
     except RuntimeError as e:
         assert files.disk_full_errno(e) == errno.EFBIG               # the chained OSError decides
     try:
         try:
             raise OSError(errno.EIO, "I/O error")
         except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 2")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 2")  # noqa: B904
     except RuntimeError as e:
         assert files.disk_full_errno(e) is None                      # not a full disk
 

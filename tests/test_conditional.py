@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganforge.core.checkpoint import load_checkpoint
 from ganforge.cli import main
+from ganforge.core.checkpoint import load_checkpoint
 from ganforge.core.config import ConfigError
 from ganforge.data import DataError, ImageDataset
 from ganforge.data.balanced import BalancedBatchLoader
@@ -25,7 +25,16 @@ from ganforge.models import build, family_names, from_spec
 from ganforge.models.conditioning import RECIPES, cond_family_names, recipe
 from ganforge.training.tasks.conditional import ConditionalGANTask, mismatched_labels
 from ganforge.training.trainer import Trainer
-from tests.helpers import K, SIZE, W, Z, assert_resume_exact, bars, cond_cfg, require_fashion_mnist
+from tests.helpers import (
+    SIZE,
+    K,
+    W,
+    Z,
+    assert_resume_exact,
+    bars,
+    cond_cfg,
+    require_fashion_mnist,
+)
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
            "Bag", "Ankle boot"]
@@ -450,9 +459,9 @@ def test_conditional_scores():
 
 def test_evaluate_conditional_end_to_end(cond_run):
     """With a stand-in evaluator (which half holds the bar) on the run's own data."""
+    from ganforge.metrics.extractors import FeatureExtractor
     from ganforge.metrics.per_class import format_conditional
     from ganforge.use.load import load_run
-    from ganforge.metrics.extractors import FeatureExtractor
 
     class Halves(FeatureExtractor):
         name, weights_hash, feature_dim, num_classes = "halves", "test-halves", 4, 2

@@ -9,11 +9,24 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ganforge.models import (COND_DISCRIMINATORS, COND_GENERATORS, DISCRIMINATORS, GENERATORS,
-                             build, from_spec)
-from ganforge.models.conditioning import (D_METHODS, G_METHODS, ConditionalBatchNorm,
-                                          ConditionalDiscriminator, ConditionalGenerator,
-                                          cond_family_names, default_labels, recipe)
+from ganforge.models import (
+    COND_DISCRIMINATORS,
+    COND_GENERATORS,
+    DISCRIMINATORS,
+    GENERATORS,
+    build,
+    from_spec,
+)
+from ganforge.models.conditioning import (
+    D_METHODS,
+    G_METHODS,
+    ConditionalBatchNorm,
+    ConditionalDiscriminator,
+    ConditionalGenerator,
+    cond_family_names,
+    default_labels,
+    recipe,
+)
 
 K, Z, W, S = 3, 4, 2, 8
 FAMILIES = ("mlp", "dcgan", "resnet")
@@ -202,7 +215,7 @@ def test_label_layers_come_after_the_base_network(family):
     assert torch.equal(g.embed.weight, nn.Embedding(K, e).weight)
     # D projection / acgan: the base is the unconditional D, then the label layer
     for cond in ("projection", "acgan"):
-        _same(seeded(lambda: _d(family, cond)),
+        _same(seeded(lambda cond=cond: _d(family, cond)),
               seeded(lambda: build("D", family, img_size=S, channels=1, width=W)))
     # D concat: label maps widen the base's input channels; the mlp D widens its first Linear
     d = seeded(lambda: _d(family, "concat", embed_dim=e))

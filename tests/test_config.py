@@ -5,10 +5,22 @@ import typing
 import pytest
 import yaml
 
+from ganforge.core.config import (
+    REGISTRY_KINDS,
+    Config,
+    ConfigError,
+    all_keys,
+    check_names,
+    check_values,
+    help_config,
+    key_spec,
+    load_config,
+    merge,
+    preset_names,
+    schema,
+    set_key,
+)
 from ganforge.training.tasks import DEFAULT_TASK, registered_names, resolve_config
-from ganforge.core.config import (REGISTRY_KINDS, Config, ConfigError, all_keys, check_names, check_values,
-                             help_config, key_spec, load_config, merge, preset_names, schema,
-                             set_key)
 
 
 def test_defaults_and_overrides():

@@ -15,20 +15,38 @@ import torch.nn as nn
 from PIL import Image
 
 from ganforge import models
-from ganforge.core.checkpoint import CheckpointError, load_checkpoint
 from ganforge.cli import main
+from ganforge.core.checkpoint import CheckpointError, load_checkpoint
 from ganforge.core.config import Config, ConfigError, load_config
 from ganforge.data import DataError
-from ganforge.data.domains import (TwoDomainLoader, domain_specs, find_class,
-                                   load_domain, load_domain_pair, normalize_class, parse_domain)
+from ganforge.data.domains import (
+    TwoDomainLoader,
+    domain_specs,
+    find_class,
+    load_domain,
+    load_domain_pair,
+    normalize_class,
+    parse_domain,
+)
 from ganforge.data.idx import write_idx
 from ganforge.losses.adversarial import get_loss
-from ganforge.models.cyclegan import PatchGANDiscriminator, ResnetGenerator, receptive_field
+from ganforge.models.cyclegan import (
+    PatchGANDiscriminator,
+    ResnetGenerator,
+    receptive_field,
+)
 from ganforge.regularize.image_pool import ImagePool
 from ganforge.training.tasks.cyclegan import CycleGANTask
 from ganforge.training.trainer import Trainer
-from tests.helpers import (assert_resume_exact, cyclegan_cfg, domain_pair, require_fashion_mnist,
-                           save_pngs, squares, unlabeled)
+from tests.helpers import (
+    assert_resume_exact,
+    cyclegan_cfg,
+    domain_pair,
+    require_fashion_mnist,
+    save_pngs,
+    squares,
+    unlabeled,
+)
 
 FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                   "Sneaker", "Bag", "Ankle boot"]
@@ -341,7 +359,7 @@ def test_unequal_domains_loader_epochs_and_determinism():
     a, b = squares(40, 255), squares(24, 100)
     ld = TwoDomainLoader(a, b, batch_size=8, seed=0, crop=2, flip=True)
     seen_b = []
-    for i in range(5):
+    for _ in range(5):
         xa, xb = ld.next()
         assert xa.shape == xb.shape == (8, 1, 16, 16)
         seen_b.append(xb)
@@ -364,7 +382,7 @@ def test_jitter_is_a_translation_and_flip_mirrors():
     x[:, :, 3, 3] = 1
     y = random_jitter(x, 2, torch.Generator().manual_seed(0))
     pos = y.flatten(1).argmax(1)
-    rows, cols = pos // 8, pos % 8
+    rows = pos // 8
     assert (y.flatten(1).sum(1) == 1).all()                     # the dot is moved, not blurred
     assert rows.min() >= 1 and rows.max() <= 5 and len(set(rows.tolist())) > 1
     f = random_flip(x, torch.Generator().manual_seed(0))
@@ -376,7 +394,7 @@ def test_jitter_is_a_translation_and_flip_mirrors():
 def test_task_trains_through_the_trainer(trained_run):
     run = trained_run
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-    for k in ("loss_D_X", "loss_D_Y", "loss_G", "loss_cycle", "loss_identity", "loss_G_adv", "lr"):
+    for k in ("loss_D_X", "loss_D_Y", "loss_G", "loss_cycle", "loss_identity", "loss_G_adv", "lr_G", "lr_D"):
         assert k in rows[-1] and np.isfinite(rows[-1][k])
     assert [r["step"] for r in rows] == [2, 4, 6]
     st = load_checkpoint(run)

@@ -24,8 +24,16 @@ import torch
 from PIL import Image
 
 import ganforge.data as gd
-from ganforge.data import (DATASETS, DataError, DataWarning, ImageDataset, dataset_names,
-                           load_dataset, to_float, to_uint8)
+from ganforge.data import (
+    DATASETS,
+    DataError,
+    DataWarning,
+    ImageDataset,
+    dataset_names,
+    load_dataset,
+    to_float,
+    to_uint8,
+)
 from ganforge.data import cache as cache_mod
 from ganforge.data import emoji as emoji_mod
 from ganforge.data import folder as folder_mod

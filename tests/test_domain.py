@@ -17,9 +17,15 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.metrics.domain import train as evaluator_mod
-from ganforge.metrics.domain.train import COMMAND as EVALUATOR, train_evaluator
-from ganforge.metrics.domain.network import (DomainEvaluator, EvaluatorError, default_evaluator_path,
-                                     load_evaluator, weights_digest)
+from ganforge.metrics.domain.network import (
+    DomainEvaluator,
+    EvaluatorError,
+    default_evaluator_path,
+    load_evaluator,
+    weights_digest,
+)
+from ganforge.metrics.domain.train import COMMAND as EVALUATOR
+from ganforge.metrics.domain.train import train_evaluator
 from ganforge.metrics.extractors import EXTRACTORS
 
 SIZE = 16

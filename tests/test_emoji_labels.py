@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from ganforge.cli import main
-from ganforge.data import DataError
-from ganforge.data import emoji
+from ganforge.data import DataError, emoji
 
 SAMPLE = """\
 # emoji-test.txt

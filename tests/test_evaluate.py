@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.use import evaluate
-
-from ganforge.metrics import scoring
 from ganforge.cli import main
 from ganforge.data.paths import cache_dir
+from ganforge.metrics import scoring
+from ganforge.use import evaluate
 from tests.helpers import require_fashion_mnist
 
 TINY = ["model.g_width=4", "model.d_width=4", "model.z_dim=8", "log.progress=false",

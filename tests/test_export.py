@@ -14,10 +14,10 @@ import torch
 from ganforge.cli import main
 from ganforge.core.errors import UserError
 from ganforge.core.runfolder import last_eval_row
-from ganforge.use.export import export_run
-from ganforge.use.load import load_run
 from ganforge.training.tasks import TASKS
 from ganforge.training.trainer import Trainer
+from ganforge.use.export import export_run
+from ganforge.use.load import load_run
 from tests.helpers import TASK_KITS
 
 TASK_NAMES = TASKS.names()

@@ -13,8 +13,8 @@ from ganforge import models
 from ganforge.core.checkpoint import load_checkpoint
 from ganforge.core.config import ConfigError
 from ganforge.models import fastgan
-from ganforge.use.load import load_run
 from ganforge.training.trainer import Trainer
+from ganforge.use.load import load_run
 from tests.helpers import TASK_KITS, cond_cfg, cyclegan_cfg, tiny_cfg
 
 Z, W = 8, 4

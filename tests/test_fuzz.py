@@ -48,14 +48,21 @@ from PIL import Image, ImageFile
 
 import ganforge.data.emoji as emoji_mod
 import ganforge.data.paths as paths_mod
-from ganforge.core.config import Config, ConfigError, all_keys, check_values, load_config, resolve_key
+from ganforge.core.config import (
+    Config,
+    ConfigError,
+    all_keys,
+    check_values,
+    load_config,
+    resolve_key,
+)
+from ganforge.core.errors import GanforgeError
 from ganforge.data import DATASETS, DataError, ImageDataset, load_dataset
 from ganforge.data.arrays import CLASS_NAME_KEYS, IMAGE_KEYS, LABEL_KEYS
 from ganforge.data.decode import decode_file
 from ganforge.data.folder import IMAGE_EXTENSIONS
 from ganforge.data.idx import IDX_TYPES, read_idx
 from ganforge.data.spec import SPLIT_WORDS, parse_spec
-from ganforge.core.errors import GanforgeError
 
 # --------------------------------------------------------------------------- settings
 FUZZ_EXAMPLES = int(os.environ.get("GANFORGE_FUZZ_EXAMPLES", "25"))

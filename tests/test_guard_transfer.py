@@ -9,8 +9,8 @@ import torch
 from ganforge import cli
 from ganforge.core.checkpoint import load_checkpoint
 from ganforge.core.config import ConfigError
-from ganforge.training.trainer import Trainer
 from ganforge.training.callbacks.guard import TrainingDiverged
+from ganforge.training.trainer import Trainer
 from tests.helpers import blobs, tiny_cfg
 
 

@@ -456,8 +456,8 @@ def test_training_survives_sigkill_at_random_moments(tmp_path):
             child = Child(argv=argv, env=env)
         else:
             tear = (plan["j"], plan["frac"], STALL) if kind == "torn-row" else None
-            child = Child(lambda: cli.main(argv), env=env,
-                          setup=lambda: _report_progress(tear))
+            child = Child(lambda argv=argv: cli.main(argv), env=env,
+                          setup=lambda tear=tear: _report_progress(tear))
         sessions.append(child)
         attempt += 1
 
@@ -601,7 +601,7 @@ def test_a_torn_metrics_row_is_repaired_on_resume(tmp_path):
     # Resumed with a higher --steps: each session's first row is a "resumed" row at step 4.
     for k, frac in ((1, 1.0), (3, 0.5), (1, 0.0)):
         child = Child(lambda: cli.main(_train_argv(npz, run, 8) + ["--resume"]),
-                      setup=lambda: _report_progress((k, frac, STALL)))
+                      setup=lambda k=k, frac=frac: _report_progress((k, frac, STALL)))
         m = child.expect(r"^kill-test: torn-row (\d+) (\d+)/(\d+)$")
         assert m is not None, child.text[-3000:]
         assert child.kill() == -signal.SIGKILL
@@ -687,8 +687,12 @@ def test_evaluator_file_and_reference_features_writes_killed(tmp_path):
     half-way through its first write, there is no entry; the next call computes the same
     features and writes it. Temporary files of killed writes stay in the shared cache folders
     (harmless, never read; not swept)."""
+    from ganforge.metrics.domain.network import (
+        EvaluatorError,
+        default_evaluator_path,
+        load_evaluator,
+    )
     from ganforge.metrics.domain.train import train_evaluator
-    from ganforge.metrics.domain.network import EvaluatorError, default_evaluator_path, load_evaluator
     from ganforge.metrics.scoring import get_extractor, real_features
     _preimport()
     npz = _blobs_npz(tmp_path / "shapes.npz", n=48, size=16, labels=True)

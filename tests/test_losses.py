@@ -7,8 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge.losses.adversarial import LOSSES, AdversarialLoss, d_accuracy, d_prob, get_loss
 from ganforge.core.registry import RegistryError
+from ganforge.losses.adversarial import (
+    LOSSES,
+    AdversarialLoss,
+    d_accuracy,
+    d_prob,
+    get_loss,
+)
 
 NAMES = ("nonsaturating", "minimax")
 

@@ -9,14 +9,25 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.metrics import (EXTRACTORS, METRICS, FeatureExtractor, FeatureStats,
-                              FIDInceptionV3, compute_metrics, extract_features,
-                              fid_from_features, frechet_distance, inception_score,
-                              kernel_inception_distance, knn_radii, prdc)
+from ganforge.core.registry import RegistryError
+from ganforge.metrics import (
+    EXTRACTORS,
+    METRICS,
+    FeatureExtractor,
+    FeatureStats,
+    FIDInceptionV3,
+    compute_metrics,
+    extract_features,
+    fid_from_features,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    knn_radii,
+    prdc,
+)
 from ganforge.metrics import inception as inc
 from ganforge.metrics.inception import sha256_file
 from ganforge.metrics.kid import mmd2_unbiased
-from ganforge.core.registry import RegistryError
 
 # conftest points GANFORGE_CACHE at a temp dir per test; remember the user's real one
 # (read at import time, before that fixture runs) for the optional real-weights test.
@@ -110,7 +121,7 @@ def test_stats_merge_and_dimension_check():
     with pytest.raises(ValueError, match="dimension"):
         m.update(np.zeros((2, 7)))
     with pytest.raises(ValueError, match="at least 2"):
-        FeatureStats().update(np.zeros((1, 3))).cov
+        _ = FeatureStats().update(np.zeros((1, 3))).cov
 
 
 def test_stats_save_load_roundtrip(tmp_path):

@@ -19,10 +19,10 @@ from ganforge.core.checkpoint import load_checkpoint
 from ganforge.core.config import ConfigError
 from ganforge.models import r3gan
 from ganforge.models.conditioning import recipe
-from ganforge.regularize.penalties import r1_penalty, r2_penalty
 from ganforge.models.spectral_norm import SN_TYPES, is_spectral_normed
-from ganforge.use.load import load_run
+from ganforge.regularize.penalties import r1_penalty, r2_penalty
 from ganforge.training.trainer import Trainer
+from ganforge.use.load import load_run
 from tests.helpers import TASK_KITS, cond_cfg, cyclegan_cfg, tiny_cfg
 
 Z, W = 8, 8

@@ -6,9 +6,14 @@ import torch
 from torch import nn
 
 from ganforge.regularize.ema import EMA, make_copy, unwrap
-from ganforge.regularize.penalties import (add_instance_noise, gradient_penalty,
-                                           instance_noise_std, r1_penalty, r2_penalty,
-                                           zero_centered_penalty)
+from ganforge.regularize.penalties import (
+    add_instance_noise,
+    gradient_penalty,
+    instance_noise_std,
+    r1_penalty,
+    r2_penalty,
+    zero_centered_penalty,
+)
 
 
 def _images(n=4, seed=0):

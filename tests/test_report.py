@@ -13,11 +13,10 @@ from ganforge.cli import main
 from ganforge.core.errors import UserError
 from ganforge.render.html import data_uri, eval_history, render_report
 from ganforge.training.callbacks.report import WriteReport
-from ganforge.use.report import write_report
 from ganforge.training.tasks import TASKS
 from ganforge.training.trainer import Trainer
+from ganforge.use.report import write_report
 from tests.helpers import CHROMIUM, TASK_KITS, need_browser
-
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +119,10 @@ def test_report_in_headless_chromium(runs, tmp_path):
             for task, run in sorted(runs.items()):
                 page = browser.new_page(viewport={"width": 1100, "height": 900})
                 errors, requests = [], []
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.on("request", lambda r: requests.append(r.url))
+                page.on("console", lambda m, errors=errors: errors.append(m.text)
+                        if m.type == "error" else None)
+                page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+                page.on("request", lambda r, requests=requests: requests.append(r.url))
                 url = (run / "report.html").resolve().as_uri()
                 page.goto(url, wait_until="load")
                 assert errors == [], f"{task}: {errors}"

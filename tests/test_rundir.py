@@ -9,11 +9,11 @@ import shutil
 import pytest
 import torch
 
-from ganforge.core.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.cli import main
+from ganforge.core.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.core.config import ConfigError
-from ganforge.training.trainer import Trainer
 from ganforge.training import claim
+from ganforge.training.trainer import Trainer
 from tests.helpers import blobs, tiny_cfg
 
 

@@ -13,11 +13,12 @@ import pytest
 from PIL import Image
 
 import ganforge
-from ganforge.use import serve
 from ganforge.cli import main
 from ganforge.core.errors import UserError
 from ganforge.training.trainer import Trainer
-from tests.helpers import CHROMIUM, REQUIRE_BROWSER, TASK_KITS, need_browser as need_browser_installed
+from ganforge.use import serve
+from tests.helpers import CHROMIUM, REQUIRE_BROWSER, TASK_KITS
+from tests.helpers import need_browser as need_browser_installed
 
 HAVE_GRADIO = importlib.util.find_spec("gradio") is not None
 

@@ -24,15 +24,15 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.core.checkpoint import load_checkpoint
 from ganforge.cli import main
-from ganforge.data.paths import cache_dir
+from ganforge.core.checkpoint import load_checkpoint
 from ganforge.core.errors import UserError
+from ganforge.data.paths import cache_dir
 from ganforge.metrics.domain.train import train_evaluator
-from ganforge.use.load import load_run
 from ganforge.training.tasks import TASKS
-from ganforge.use.face import TrainedModel
 from ganforge.training.trainer import Trainer
+from ganforge.use.face import TrainedModel
+from ganforge.use.load import load_run
 from tests.helpers import TASK_KITS, assert_resume_exact, assert_same_state
 
 TASK_NAMES = TASKS.names()

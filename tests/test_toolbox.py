@@ -20,16 +20,22 @@ import torch
 import torch.nn as nn
 
 from ganforge import models
-from ganforge.core.checkpoint import load_checkpoint
 from ganforge.cli import main
+from ganforge.core.checkpoint import load_checkpoint
 from ganforge.core.config import ConfigError
 from ganforge.data.classic_augment import AugmentedLoader
 from ganforge.losses.adversarial import LOSSES
 from ganforge.models.spectral_norm import SN_TYPES, is_spectral_normed
-from ganforge.use.load import load_run
 from ganforge.training.trainer import Trainer
-from tests.helpers import (TASK_KITS, assert_resume_exact, assert_same_state, cond_cfg,
-                           cyclegan_cfg, tiny_cfg)
+from ganforge.use.load import load_run
+from tests.helpers import (
+    TASK_KITS,
+    assert_resume_exact,
+    assert_same_state,
+    cond_cfg,
+    cyclegan_cfg,
+    tiny_cfg,
+)
 
 STEPS = 4
 #: every step logged, no sample grids or checkpoints besides the last

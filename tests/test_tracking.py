@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from ganforge.core.config import ConfigError
-from ganforge.training.trainer import Trainer
 from ganforge.training.callbacks.tracking import STATE_KEY
+from ganforge.training.trainer import Trainer
 from tests.helpers import blobs, tiny_cfg
 
 mlflow = pytest.importorskip("mlflow")
@@ -38,7 +38,7 @@ def test_logs_params_metrics_and_artifacts_and_resume_continues(tmp_path, store)
     assert store.get_experiment(run.info.experiment_id).name == "t"
     hist = store.get_metric_history(rid, "loss_D")
     assert sorted(m.step for m in hist) == [2, 4]
-    assert {"lr", "images_per_sec", "D_x", "D_G_z"} <= set(run.data.metrics)
+    assert {"lr_D", "lr_G", "images_per_sec", "D_x", "D_G_z"} <= set(run.data.metrics)
     arts = {a.path for a in store.list_artifacts(rid)}
     assert {"curves.png", "training.gif", "samples"} <= arts
     assert [a.path for a in store.list_artifacts(rid, "samples")] == ["samples/step-0000004.png"]

@@ -75,7 +75,7 @@ def test_run_folder_contents(tmp_path):
     assert (run / "config.yaml").exists()
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12]
-    for key in ("loss_D", "loss_G", "D(x)", "D(G(z))", "images_per_sec", "epoch", "lr"):
+    for key in ("loss_D", "loss_G", "D(x)", "D(G(z))", "images_per_sec", "epoch", "lr_D", "lr_G"):
         assert key in rows[-1]
     assert 0 <= rows[-1]["D(x)"] <= 1
     samples = sorted(p.name for p in (run / "samples").glob("*.png"))
@@ -90,6 +90,15 @@ def test_run_folder_contents(tmp_path):
     from PIL import Image
     gif = Image.open(run / "training.gif")
     assert gif.n_frames == 4
+
+
+def test_each_phase_logs_its_own_learning_rate(tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(run, **{"train.steps": 4, "train.lr_g": 1e-4, "train.lr_d": 4e-4}),
+            dataset=blobs(), quiet=True).fit()
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["lr_G"] == pytest.approx(1e-4) and row["lr_D"] == pytest.approx(4e-4)
+    assert "lr" not in row
 
 
 def test_lr_decay_linear_to_zero(tmp_path):

@@ -10,12 +10,12 @@ import sys
 import pytest
 import torch
 
-from ganforge.training import tune
 from ganforge.cli import main
 from ganforge.core.config import Config, ConfigError, load_config
+from ganforge.core.errors import UserError
 from ganforge.data import load_dataset
 from ganforge.data.resolve import holdout_indices
-from ganforge.core.errors import UserError
+from ganforge.training import tune
 from ganforge.training.trainer import Trainer
 
 optuna = pytest.importorskip("optuna")

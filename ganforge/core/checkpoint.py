@@ -45,7 +45,13 @@ import numpy as np
 import torch
 
 from ganforge.core.errors import RunError, UserError
-from ganforge.core.files import (IMAGE_EXTENSIONS, atomic_link, atomic_save, disk_full_errno, remove_stale_temps)
+from ganforge.core.files import (
+    IMAGE_EXTENSIONS,
+    atomic_link,
+    atomic_save,
+    disk_full_errno,
+    remove_stale_temps,
+)
 from ganforge.core.version import __version__
 
 #: the format this version writes (``state["format"]``), beside ``state["version"]``

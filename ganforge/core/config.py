@@ -27,7 +27,17 @@ import reprlib
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Collection, Dict, FrozenSet, Iterator, Literal, Mapping, Optional, Tuple
+from typing import (
+    Any,
+    Collection,
+    Dict,
+    FrozenSet,
+    Iterator,
+    Literal,
+    Mapping,
+    Optional,
+    Tuple,
+)
 
 import yaml
 

@@ -49,9 +49,9 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, List, Optional, Sequence, Union
 
-from ganforge.core.errors import UserError
-
 import torch
+
+from ganforge.core.errors import UserError
 
 #: File extensions read as images (folders of images, and telling such a folder from a run).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")

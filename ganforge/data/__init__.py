@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import torch
 
-from ganforge.data.base import DATASETS, DataError, DataWarning, ImageDataset
 from ganforge.data import emoji as _emoji  # noqa: F401  (registers "emoji")
 from ganforge.data import mnist as _mnist  # noqa: F401  (registers "fashion-mnist", "mnist")
+from ganforge.data.base import DATASETS, DataError, DataWarning, ImageDataset
 from ganforge.data.resolve import dataset_names, load_dataset
 
 __all__ = ["DATASETS", "DataError", "DataWarning", "ImageDataset", "load_dataset",

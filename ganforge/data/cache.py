@@ -39,14 +39,24 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    IO,
+    Any,
+    Callable,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import numpy as np
 import torch
 
+from ganforge.core.files import atomic_write, atomic_write_text
 from ganforge.data.base import DataWarning, ImageDataset
 from ganforge.data.paths import cache_dir
-from ganforge.core.files import atomic_write, atomic_write_text
 
 #: Bump when decoding changes in a way that alters the pixels of an existing key.
 CACHE_VERSION = 3   # 3: JPEGs decoded with Image.draft (DCT scaling) before the resize

@@ -32,11 +32,17 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.data.base import DATASETS, DataError, ImageDataset
-from ganforge.data.classes import normalize_class_name
-from ganforge.data.spec import DataSpec, local_path, parse_spec, path_exists, path_is_dir
-from ganforge.data.transforms import convert_channels, resize_square
-from ganforge.data.resolve import load_dataset
 from ganforge.data.batching import BatchLoader
+from ganforge.data.classes import normalize_class_name
+from ganforge.data.resolve import load_dataset
+from ganforge.data.spec import (
+    DataSpec,
+    local_path,
+    parse_spec,
+    path_exists,
+    path_is_dir,
+)
+from ganforge.data.transforms import convert_channels, resize_square
 
 # --------------------------------------------------------------------------- class names
 #: ``"T-shirt/top"`` -> ``"t-shirt-top"`` (the same spelling rules as ``--class``).

@@ -34,12 +34,13 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ganforge.core.files import IMAGE_EXTENSIONS, atomic_write
 from ganforge.data import cache as cache_mod
 from ganforge.data.base import DataError, DataWarning, ImageDataset
 from ganforge.data.decode import decode_file, header_size, unreadable
 from ganforge.data.spec import local_path, path_is_dir
 from ganforge.data.transforms import LUMA_601
-from ganforge.core.files import IMAGE_EXTENSIONS, atomic_write
+
 #: Refuse (rather than swap the machine to death) when img_size=0 would need more than this.
 MAX_BYTES_AUTO_SIZE = 8 << 30
 MAX_WARNINGS = 20

@@ -157,7 +157,7 @@ def write_idx(path: Path, array: np.ndarray, compress: bool | None = None) -> No
     Used by tests and for exporting."""
     path = Path(path)
     arr = np.ascontiguousarray(array)
-    for code, dt in IDX_TYPES.items():
+    for code, dt in IDX_TYPES.items():  # noqa: B007 - `code` is the one found, used after the loop
         if arr.dtype.kind == dt.kind and arr.dtype.itemsize == dt.itemsize:
             break
     else:

@@ -36,7 +36,13 @@ import torch
 
 from ganforge.data import cache as cache_mod
 from ganforge.data.base import DATASETS, DataError, ImageDataset
-from ganforge.data.download import DownloadError, RemoteFile, fetch, mirror_env_var, mirrors_for
+from ganforge.data.download import (
+    DownloadError,
+    RemoteFile,
+    fetch,
+    mirror_env_var,
+    mirrors_for,
+)
 from ganforge.data.idx import read_idx
 from ganforge.data.paths import describe_dirs, download_dir, search_dirs
 from ganforge.data.transforms import convert_channels, resize_square

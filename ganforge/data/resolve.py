@@ -5,12 +5,19 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+import torch
+
 from ganforge.data.arrays import load_arrays
 from ganforge.data.base import DATASETS, DataError, ImageDataset
 from ganforge.data.folder import load_folder
-from ganforge.data.spec import (TRAIN_MINUS_VAL, VAL_WORDS, local_path, parse_spec, path_exists,
-                                path_is_dir)
-import torch
+from ganforge.data.spec import (
+    TRAIN_MINUS_VAL,
+    VAL_WORDS,
+    local_path,
+    parse_spec,
+    path_exists,
+    path_is_dir,
+)
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 

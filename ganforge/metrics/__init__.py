@@ -31,19 +31,29 @@ from typing import Iterable, NamedTuple, Optional, Union
 import numpy as np
 import torch
 
-from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
-from ganforge.metrics.fid import fid_from_features, frechet_distance
-from ganforge.metrics.frequency import SpectralStats, high_frequency_share, hf_ratio, spectral_share
-from ganforge.metrics.inception_score import inception_score
-from ganforge.metrics.kid import kernel_inception_distance
-from ganforge.metrics.prdc import knn_radii, prdc
-from ganforge.metrics.scores import DEFAULT_METRICS, METRICS, MetricInputs, compute_metrics, metric_keys
-from ganforge.metrics.stats import FeatureStats
-
 # Importing an extractor module registers it (like ganforge.models).
 from ganforge.metrics import inception  # noqa: E402,F401  (registers "inception")
 from ganforge.metrics.domain import network  # noqa: E402,F401  (registers "domain")
+from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
+from ganforge.metrics.fid import fid_from_features, frechet_distance
+from ganforge.metrics.frequency import (
+    SpectralStats,
+    hf_ratio,
+    high_frequency_share,
+    spectral_share,
+)
 from ganforge.metrics.inception import FIDInceptionV3, load_inception  # noqa: E402
+from ganforge.metrics.inception_score import inception_score
+from ganforge.metrics.kid import kernel_inception_distance
+from ganforge.metrics.prdc import knn_radii, prdc
+from ganforge.metrics.scores import (
+    DEFAULT_METRICS,
+    METRICS,
+    MetricInputs,
+    compute_metrics,
+    metric_keys,
+)
+from ganforge.metrics.stats import FeatureStats
 
 __all__ = [
     "EXTRACTORS", "FeatureExtractor", "FIDInceptionV3", "load_inception", "FeatureStats",

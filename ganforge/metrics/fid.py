@@ -26,6 +26,7 @@ from typing import Union
 
 import numpy as np
 import torch
+
 from ganforge.metrics.stats import FeatureStats
 
 ArrayLike = Union[np.ndarray, torch.Tensor]

@@ -40,10 +40,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
-from ganforge.data.paths import cache_dir
-from ganforge.data.download import DownloadError, RemoteFile, fetch, mirrors_for
 from ganforge.core.errors import UserError
+from ganforge.data.download import DownloadError, RemoteFile, fetch, mirrors_for
+from ganforge.data.paths import cache_dir
+from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 # The release asset pytorch-fid downloads (pytorch_fid/inception.py, FID_WEIGHTS_URL).

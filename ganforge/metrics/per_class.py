@@ -25,8 +25,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from ganforge.data.classes import normalize_class_name
 from ganforge.core.errors import EvalError
+from ganforge.data.classes import normalize_class_name
 from ganforge.metrics.fid import fid_from_features
 
 

@@ -19,14 +19,20 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 
+from ganforge.core.errors import EvalError
+from ganforge.core.files import atomic_save
 from ganforge.data import DataError, load_dataset, to_float
 from ganforge.data.paths import cache_dir
 from ganforge.data.spec import dataset_source
-from ganforge.core.errors import EvalError
-from ganforge.core.files import atomic_save
-from ganforge.metrics import (DEFAULT_METRICS, EXTRACTORS, METRICS, FeatureExtractor,
-                              compute_metrics, extract_features)
-from ganforge.metrics import load_inception
+from ganforge.metrics import (
+    DEFAULT_METRICS,
+    EXTRACTORS,
+    METRICS,
+    FeatureExtractor,
+    compute_metrics,
+    extract_features,
+    load_inception,
+)
 from ganforge.metrics.frequency import SpectralStats, spectral_share
 
 

@@ -105,8 +105,11 @@ def family_names() -> list[str]:
 
 
 # Importing the family modules registers them.
-from ganforge.models import mlp, dcgan  # noqa: E402,F401  (and their conditional variants)
-from ganforge.models import cyclegan  # noqa: E402,F401  (image-to-image; not in family_names)
-from ganforge.models import resnet  # noqa: E402,F401  (SNGAN-style; its conditional variants too)
-from ganforge.models import r3gan  # noqa: E402,F401  (R3GAN, normalisation-free; conditional too)
-from ganforge.models import fastgan  # noqa: E402,F401  (FastGAN-style few-shot; conditional too)
+from ganforge.models import (  # noqa: E402,F401  (and their conditional variants)
+    cyclegan,  # noqa: E402,F401  (image-to-image; not in family_names)
+    dcgan,
+    fastgan,  # noqa: E402,F401  (FastGAN-style few-shot; conditional too)
+    mlp,
+    r3gan,  # noqa: E402,F401  (R3GAN, normalisation-free; conditional too)
+    resnet,  # noqa: E402,F401  (SNGAN-style; its conditional variants too)
+)

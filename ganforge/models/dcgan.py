@@ -49,8 +49,17 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ganforge.models import COND_DISCRIMINATORS, COND_GENERATORS, DISCRIMINATORS, GENERATORS
-from ganforge.models.conditioning import ConditionalDiscriminator, ConditionalGenerator, run_blocks
+from ganforge.models import (
+    COND_DISCRIMINATORS,
+    COND_GENERATORS,
+    DISCRIMINATORS,
+    GENERATORS,
+)
+from ganforge.models.conditioning import (
+    ConditionalDiscriminator,
+    ConditionalGenerator,
+    run_blocks,
+)
 from ganforge.models.layers import DotHead2d, FoldTranspose2d, ProjectTranspose2d
 
 MIN_S0, MAX_S0 = 4, 7

@@ -76,10 +76,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.models import (COND_DISCRIMINATORS, COND_GENERATORS, DISCRIMINATORS,
-                             GENERATORS)
-from ganforge.models.conditioning import (ConditionalDiscriminator, ConditionalGenerator,
-                                          run_blocks)
+from ganforge.models import (
+    COND_DISCRIMINATORS,
+    COND_GENERATORS,
+    DISCRIMINATORS,
+    GENERATORS,
+)
+from ganforge.models.conditioning import (
+    ConditionalDiscriminator,
+    ConditionalGenerator,
+    run_blocks,
+)
 from ganforge.models.dcgan import init_dcgan_, plan_as
 from ganforge.models.r3gan import stage_channels
 

@@ -20,9 +20,18 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ganforge.models import COND_DISCRIMINATORS, COND_GENERATORS, DISCRIMINATORS, GENERATORS
-from ganforge.models.conditioning import (ConditionalBatchNorm, ConditionalDiscriminator,
-                                          ConditionalGenerator, run_blocks)
+from ganforge.models import (
+    COND_DISCRIMINATORS,
+    COND_GENERATORS,
+    DISCRIMINATORS,
+    GENERATORS,
+)
+from ganforge.models.conditioning import (
+    ConditionalBatchNorm,
+    ConditionalDiscriminator,
+    ConditionalGenerator,
+    run_blocks,
+)
 
 
 def _check_common(img_size: int, channels: int, width: int) -> None:

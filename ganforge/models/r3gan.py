@@ -95,8 +95,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.models import (COND_DISCRIMINATORS, COND_GENERATORS, DISCRIMINATORS,
-                             GENERATORS)
+from ganforge.models import (
+    COND_DISCRIMINATORS,
+    COND_GENERATORS,
+    DISCRIMINATORS,
+    GENERATORS,
+)
 from ganforge.models.conditioning import ConditionalDiscriminator, ConditionalGenerator
 from ganforge.models.dcgan import plan_as
 

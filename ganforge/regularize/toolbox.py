@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ganforge.core.config import ConfigError
+from ganforge.core.config import AugConfig, ConfigError, RegConfig
 from ganforge.core.distributed import SINGLE, DistInfo
 from ganforge.losses.adversarial import d_accuracy
 from ganforge.regularize import penalties
@@ -44,15 +44,14 @@ def has_batchnorm(module: nn.Module) -> bool:
 
 
 class DToolbox:
-    def __init__(self, cfg, *, device: torch.device, seed: int, dist: DistInfo = SINGLE):
-        r, a = cfg.reg, cfg.aug
-        for key, v in (("reg.r1", r.r1), ("reg.r2", r.r2), ("reg.gp", r.gp),
-                       ("reg.instance_noise", r.instance_noise)):
-            if v < 0:
-                raise ConfigError(f"{key}={v}: must be >= 0 (0 switches it off)")
-        if r.r1_every < 1:
-            raise ConfigError(f"reg.r1_every={r.r1_every}: must be >= 1 (1: R1 and R2 on every "
-                              f"D step)")
+    """The regularisers (``reg``: :class:`ganforge.core.config.RegConfig`) and augmentation
+    (``aug``: :class:`~ganforge.core.config.AugConfig`) of one discriminator, their values
+    already in their keys' ranges (the config schema checks them). ``seed`` (+ the process's
+    rank) seeds the augmentation and instance-noise streams on ``device``."""
+
+    def __init__(self, reg: RegConfig, aug: AugConfig, *, device: torch.device, seed: int,
+                 dist: DistInfo = SINGLE):
+        r, a = reg, aug
         self.r1_gamma, self.r1_every = float(r.r1), int(r.r1_every)
         self.r2_gamma = float(r.r2)
         self.gp = float(r.gp)
@@ -77,8 +76,6 @@ class DToolbox:
         self.noise_gen = torch.Generator(device=device).manual_seed(seed + 13 + dist.rank)
         self._r1_due = False
         self._r2_due = False
-        if r.d_recon < 0:
-            raise ConfigError(f"reg.d_recon={r.d_recon}: must be >= 0 (0 switches it off)")
         self.d_recon = float(r.d_recon)
         self._ssl_d: Optional[nn.Module] = None   # a D with reconstruction_loss(x), if any
         self._real: Optional[torch.Tensor] = None        # this D step's batch from real()

@@ -38,9 +38,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.core import checkpoint as ckpt
 from ganforge import models
-from ganforge.core.config import ConfigError
+from ganforge.core import checkpoint as ckpt
+from ganforge.core.config import ConfigError, DistillConfig
 from ganforge.use.face import task_of
 
 
@@ -56,8 +56,7 @@ class Distiller:
     one-line message naming ``distill.teacher``) for a missing or foreign teacher.
     """
 
-    def __init__(self, cfg, task, device: torch.device):
-        d = cfg.distill
+    def __init__(self, d: DistillConfig, task, device: torch.device):
         self.pixel, self.feature, self.adversarial = float(d.pixel), float(d.feature), float(d.adversarial)
         if self.pixel == 0 and self.feature == 0:
             raise ConfigError("distill.pixel and distill.feature are both 0: the student would learn "
@@ -67,7 +66,7 @@ class Distiller:
         except ckpt.CheckpointError as e:
             raise ConfigError(f"distill.teacher {d.teacher}: {e}") from None
         task_name = task_of(st)
-        if task_name != cfg.train.task:
+        if task_name != task.name:
             raise ConfigError(f"distill.teacher {d.teacher} is a '{task_name}' run; the student must "
                               f"be trained with the same task (train.task={task_name})")
         specs, weights = st.get("specs", {}), st.get("modules", {})

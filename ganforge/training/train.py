@@ -20,7 +20,14 @@ from ganforge.core import distributed, runfolder
 from ganforge.core.argtypes import at_least, positive
 from ganforge.core.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
 from ganforge.core.command import Command, Flag, flag_values
-from ganforge.core.config import Config, help_config, load_yaml, merge, parse_pairs, preset_names
+from ganforge.core.config import (
+    Config,
+    help_config,
+    load_yaml,
+    merge,
+    parse_pairs,
+    preset_names,
+)
 from ganforge.core.errors import UserError
 from ganforge.data.spec import absolute_spec
 from ganforge.training import claim

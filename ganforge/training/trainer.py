@@ -48,27 +48,28 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ganforge.core.version import __version__
+from ganforge import models
 from ganforge.core import checkpoint as ckpt
 from ganforge.core import distributed
-from ganforge import models
 from ganforge.core.config import Config, ConfigError, check_values
-from ganforge.data.auto import choose_data_defaults, describe as describe_choices
+from ganforge.core.version import __version__
+from ganforge.data.auto import choose_data_defaults
+from ganforge.data.auto import describe as describe_choices
 from ganforge.data.classic_augment import AugmentedLoader, ClassicAugment
 from ganforge.regularize.ema import EMA, make_copy
-from ganforge.training.tasks import TASKS, Phase, Task, resolve_config
-from ganforge.training.callbacks.artifacts import Artifacts
+from ganforge.training import claim
 from ganforge.training.averages import StandingStatistics
 from ganforge.training.callbacks import Callback
-from ganforge.training.distill import Distiller
-from ganforge.training.optim import build_optimizer
-from ganforge.training.callbacks.saving import Checkpoints
+from ganforge.training.callbacks.artifacts import Artifacts
 from ganforge.training.callbacks.evaluation import Evaluation
 from ganforge.training.callbacks.guard import Guard
-from ganforge.training import claim
+from ganforge.training.callbacks.saving import Checkpoints
+from ganforge.training.callbacks.tracking import MlflowTracking
+from ganforge.training.distill import Distiller
+from ganforge.training.optim import build_optimizer
 from ganforge.training.runtime import Runtime
 from ganforge.training.session import Interrupt, Progress
-from ganforge.training.callbacks.tracking import MlflowTracking
+from ganforge.training.tasks import TASKS, Phase, Task, resolve_config
 from ganforge.training.transfer import freeze_discriminators, init_from
 
 __all__ = ["Trainer", "DEFAULT_STEPS", "default_run_dir"]
@@ -106,52 +107,86 @@ class Trainer:
 
     def __init__(self, cfg: Config, *, resume: bool = False, overwrite: bool = False, dataset=None,
                  quiet: bool = False, callbacks: Sequence[Callback] = ()):
-        # ----- config: every value in its range (also one built with dataclasses.replace),
-        # every name and cross-key setting resolved, before any data
-        check_values(cfg)
-        cfg = resolve_config(cfg)
-        self.cfg = cfg
-        t = cfg.train
+        # The order is the state's: the seed precedes the networks' initialisation, and every
+        # check that can refuse the run comes before any data is loaded.
+        self.cfg = self._checked(cfg)
+        self._start_runtime(quiet)
+        self._choose_data_defaults(dataset)
+        self._seed()
+        self.run_dir = Path(self.cfg.out or default_run_dir(self.cfg))
+        tracking = self._open_tracking()
+        self._claim_run_folder(resume, overwrite)
+        local_cfg = self.runtime.local_config(self.cfg)   # this process's share of the global batch
+        self._build_data(dataset, local_cfg)
+        self._build_task(local_cfg)
+        self._build_phases()
+        self._build_optimizers()
+        self._build_step()
+        self._build_counters()
+        self._build_callbacks(callbacks, tracking)
+        if self._resume_from is not None:
+            self._resume()
 
-        # ----- runtime: torchrun process group (it decides this process's GPU), threads, device
-        self.runtime = rt = Runtime.start(t, note=self.note)
+    # ------------------------------------------------------------------ set-up, in order
+    @staticmethod
+    def _checked(cfg: Config) -> Config:
+        """Every value in its range (also a config built with dataclasses.replace), every name
+        and cross-key setting resolved, before any data."""
+        check_values(cfg)
+        return resolve_config(cfg)
+
+    def _start_runtime(self, quiet: bool) -> None:
+        """The torchrun process group (it decides this process's GPU), threads, device."""
+        self.runtime = rt = Runtime.start(self.cfg.train, note=self.note)
         self.dist, self.device, self.is_cuda = rt.dist, rt.device, rt.is_cuda
         self.is_main = self.dist.is_main
         self.quiet = quiet or not self.is_main
-        # ----- defaults chosen from a folder's images for the keys the user left unset (size,
-        # batch, small-data aids; ganforge/data/auto.py), said in the run's first line
-        if dataset is None and TASKS.get(t.task).data_defaults:
+
+    def _choose_data_defaults(self, dataset) -> None:
+        """Defaults chosen from a folder's images for the keys the user left unset (size, batch,
+        small-data aids; ganforge/data/auto.py), said in the run's first line."""
+        cfg = self.cfg
+        if dataset is None and TASKS.get(cfg.train.task).data_defaults:
             cfg, chosen = choose_data_defaults(cfg, fits=_size_fits(cfg.model.name),
                                                world_size=self.dist.world_size)
             if chosen:
                 self.note(describe_choices(chosen, cfg.data.name))
-                self.cfg, t = cfg, cfg.train
-        # every RNG a checkpoint carries (ckpt.rng_state) starts from the seed, so that a seeded
-        # run's whole state is the same whichever process it started in
-        torch.manual_seed(t.seed)
-        random.seed(t.seed)
-        np.random.seed(t.seed % 2**32)
-        self.run_dir = Path(cfg.out or default_run_dir(cfg))
-        # MLflow (log.mlflow): built here, before any data, so a missing package fails at once
-        mlflow_cb = MlflowTracking(cfg, self.run_dir, write=self.is_main) if cfg.log.mlflow else None
-        local_cfg = rt.local_config(cfg)     # this process's share of the global batch
-        # ----- the run folder: writable, holding no other run (unless --resume/--overwrite);
-        # a resumed run's settings checked against its own, all before any data is loaded
+                self.cfg = cfg
+
+    def _seed(self) -> None:
+        """Every RNG a checkpoint carries (ckpt.rng_state) starts from the seed, so that a seeded
+        run's whole state is the same whichever process it started in."""
+        seed = self.cfg.train.seed
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+
+    def _open_tracking(self) -> Optional[MlflowTracking]:
+        """MLflow (log.mlflow), built before any data, so that a missing package fails at once."""
+        log = self.cfg.log
+        return MlflowTracking(log, self.run_dir, write=self.is_main) if log.mlflow else None
+
+    def _claim_run_folder(self, resume: bool, overwrite: bool) -> None:
+        """The run folder: writable, holding no other run (unless --resume/--overwrite); a
+        resumed run's settings checked against its own, all before any data is loaded."""
         self._resume_from = claim.claim(self.run_dir, resume=resume, overwrite=overwrite,
-                                         write=self.is_main, note=self.note)
+                                        write=self.is_main, note=self.note)
         self._resume_changes = {}
         if self._resume_from is not None:
             self._resume_changes = claim.check_resume_config(
-                self._resume_from["state"].get("config", {}), cfg.to_dict(), str(self.run_dir))
+                self._resume_from["state"].get("config", {}), self.cfg.to_dict(), str(self.run_dir))
         #: identifies this run in its checkpoints (the guard rolls back into this run's only)
         self.run_id = uuid.uuid4().hex
 
-        # ----- data (the task decides what data it needs; see Task.load_data)
+    def _build_data(self, dataset, local_cfg: Config) -> None:
+        """The data (the task decides what data it needs; see Task.load_data), its loader on
+        the device it fits, and classic augmentation of the real images (aug.classic)."""
+        cfg, t = self.cfg, self.cfg.train
         task_cls = TASKS.get(t.task)
         self.dataset = dataset if dataset is not None else task_cls.load_data(cfg)
         self.data_info = task_cls.describe_data(self.dataset)
         self.img_size, self.channels = self.data_info.img_size, self.data_info.channels
-        loader_device = rt.data_device(self.data_info.nbytes)
+        loader_device = self.runtime.data_device(self.data_info.nbytes)
         self.loader = task_cls.build_loader(self.dataset, local_cfg, device=loader_device,
                                             rank=self.dist.rank, world_size=self.dist.world_size)
         if cfg.aug.classic:
@@ -162,10 +197,16 @@ class Trainer:
                 raise ConfigError(f"aug.classic: {e}") from None
             self.loader = AugmentedLoader(self.loader, aug)
 
-        # ----- task, transfer, EMA copies, phases
+    def _build_task(self, local_cfg: Config) -> None:
+        """The task (its networks), transfer learning (train.init_from, train.freeze_d), the
+        memory format, and the EMA copies of the generators: plain modules in task.modules
+        (checkpointed, used by sample/eval) that no phase trains, made before any DDP/SyncBN
+        conversion."""
+        cfg, t = self.cfg, self.cfg.train
         n_classes = len(self.data_info.class_names or [])
-        self.task: Task = task_cls(cfg=local_cfg, img_size=self.img_size, channels=self.channels,
-                                   device=self.device, n_classes=n_classes, seed=t.seed, dist=self.dist)
+        self.task: Task = TASKS.get(t.task)(cfg=local_cfg, img_size=self.img_size,
+                                            channels=self.channels, device=self.device,
+                                            n_classes=n_classes, seed=t.seed, dist=self.dist)
         self.task.bind_data(self.dataset)
         if t.init_from:
             self.note(init_from(self.task, t.init_from))
@@ -174,24 +215,29 @@ class Trainer:
         if t.channels_last:
             for m in self.task.modules.values():
                 m.to(memory_format=torch.channels_last)
-        # EMA copies are plain modules in task.modules (checkpointed, used by sample/eval) that
-        # no phase trains; they are made before any DDP/SyncBN conversion.
         self.ema = None
         if cfg.ema.half_life > 0:
             self.ema = EMA(cfg.ema.half_life * 1000, warmup=cfg.ema.warmup)
             for name in self.task.generators:
                 self.task.modules.setdefault(f"{name}_ema", make_copy(self.task.modules[name]))
-        # ----- knowledge distillation (distill.teacher; ganforge/training/distill.py): the
-        # teacher, hooks on the student generators, and without the adversarial term no D phase
-        self.distiller = Distiller(cfg, self.task, self.device) if cfg.distill.teacher else None
+
+    def _build_phases(self) -> None:
+        """The task's phases; knowledge distillation (distill.teacher; ganforge/training/
+        distill.py): the teacher, hooks on the student generators, and without the adversarial
+        term no D phase; BatchNorm synchronised over processes for the trained modules."""
+        self.distiller = (Distiller(self.cfg.distill, self.task, self.device)
+                          if self.cfg.distill.teacher else None)
         self.phases: List[Phase] = self.task.phases()
         if self.distiller is not None:
             self.phases = self.distiller.phases(self.phases, self.task.discriminators)
             self.note(self.distiller.describe())
-        trained = sorted({m for p in self.phases for m in p.modules})
-        rt.sync_batchnorm(self.task.modules, trained)
+        self._trained = sorted({m for p in self.phases for m in p.modules})
+        self.runtime.sync_batchnorm(self.task.modules, self._trained)
 
-        # ----- optimizers and learning-rate schedules, one per phase
+    def _build_optimizers(self) -> None:
+        """One optimiser (train.optimizer) and learning-rate schedule per phase, over the
+        phase's trainable parameters."""
+        t = self.cfg.train
         self.params = {p.name: [q for m in p.modules for q in self.task.modules[m].parameters()
                                 if q.requires_grad]
                        for p in self.phases}
@@ -204,17 +250,21 @@ class Trainer:
         self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, self._lr_lambda)
                            for n, o in self.optimizers.items()}
 
-        # ----- how step() computes: autocast dtype (+ GradScalers for fp16), and the modules it
-        # calls: each trained module in its own DDP (several processes) and/or compiled.
-        # task.modules keeps the plain modules, which checkpoints, grids and evaluation use.
+    def _build_step(self) -> None:
+        """How step() computes: the autocast dtype (+ GradScalers for fp16), and the modules it
+        calls: each trained module in its own DDP (several processes) and/or compiled.
+        task.modules keeps the plain modules, which checkpoints, grids and evaluation use."""
+        t, rt = self.cfg.train, self.runtime
         self.amp_dtype = rt.amp_dtype(t.amp)
         self.amp_device = self.device.type
         self.scalers = rt.grad_scalers(self.amp_dtype, self.optimizers)
-        self._train_modules = rt.training_modules(self.task.modules, trained, t.compile)
+        self._train_modules = rt.training_modules(self.task.modules, self._trained, t.compile)
 
-        # ----- fixed inputs for progress grids, counters
-        g = torch.Generator().manual_seed(t.seed + 2)
-        self.fixed = self.task.fixed_inputs(cfg.log.n_samples, g, self.device)
+    def _build_counters(self) -> None:
+        """The fixed inputs of the sample grids (drawn once, stored in checkpoints) and the
+        counters."""
+        g = torch.Generator().manual_seed(self.cfg.train.seed + 2)
+        self.fixed = self.task.fixed_inputs(self.cfg.log.n_samples, g, self.device)
         self.step_count = 0
         self.images_seen = 0
         self.elapsed = 0.0       # training seconds over all sessions of this run
@@ -225,21 +275,24 @@ class Trainer:
         self._acc_count: Dict[str, int] = {}    # steps that produced each statistic
         self._acc_n = 0
 
-        # ----- callbacks, in the order each step's outputs are made (grid, checkpoint, scores);
-        # the guard last, so that its start-of-run snapshot includes what the others did
-        self.averages = StandingStatistics(self.task.generators, t.seed) if self.ema is not None else None
+    def _build_callbacks(self, given: Sequence[Callback], tracking: Optional[MlflowTracking]) -> None:
+        """The callbacks, in the order each step's outputs are made (grid, checkpoint, scores);
+        the guard last, so that its start-of-run snapshot includes what the others did. The
+        caller's ``given`` callbacks come first: their on_end runs last (after the final
+        checkpoint, GIF and curves), e.g. the report; a caller's own Evaluation (ganforge
+        tune's trial scoring) replaces the default one; MLflow first of all (its on_end runs
+        last, after the report it uploads)."""
+        cfg = self.cfg
+        self.averages = (StandingStatistics(self.task.generators, cfg.train.seed)
+                         if self.ema is not None else None)
         self.guard = Guard(cfg.guard, cfg.log.log_every)
         self.artifacts = Artifacts(self.run_dir, cfg.log, write=self.is_main)
-        # ``callbacks`` given by the caller come first: their on_end runs last (after the
-        # final checkpoint, GIF and curves), e.g. the report of ganforge/use/report.py
-        # A caller's own Evaluation (e.g. ganforge tune's trial scoring) replaces the default one.
-        own_eval = [] if any(isinstance(cb, Evaluation) for cb in callbacks) else [Evaluation(cfg)]
-        self.callbacks: List[Callback] = [*callbacks, self.artifacts, Checkpoints(cfg.log.ckpt_every),
+        own_eval = ([] if any(isinstance(cb, Evaluation) for cb in given)
+                    else [Evaluation(cfg.eval, cfg.data, cfg.train.seed)])
+        self.callbacks: List[Callback] = [*given, self.artifacts, Checkpoints(cfg.log.ckpt_every),
                                           *own_eval, self.guard]
-        if mlflow_cb is not None:   # first: its on_end runs last, after the report it uploads
-            self.callbacks.insert(0, mlflow_cb)
-        if self._resume_from is not None:
-            self._resume()
+        if tracking is not None:
+            self.callbacks.insert(0, tracking)
 
     # ------------------------------------------------------------------ helpers
     def request_stop(self, reason: str) -> None:
@@ -455,7 +508,8 @@ class Trainer:
             vals = distributed.all_reduce_mean(vals, self.dist)
             for k, v in zip(keys, vals.tolist()):
                 row[k] = float(v)
-        row["lr"] = self.schedulers[self.phases[0].name].get_last_lr()[0]
+        for name, s in self.schedulers.items():      # each phase's own learning rate
+            row[f"lr_{name}"] = s.get_last_lr()[0]
         row["images_per_sec"] = images / seconds if seconds > 0 else 0.0
         row["time"] = round(self.elapsed + seconds, 3)
         self._acc, self._acc_count, self._acc_n = {}, {}, 0

@@ -18,9 +18,9 @@ from typing import Dict, List, Tuple
 
 import torch
 
+from ganforge import models
 from ganforge.core import checkpoint as ckpt
 from ganforge.core.config import ConfigError
-from ganforge import models
 
 
 def _diff(name: str, have: Dict[str, torch.Tensor], want: Dict[str, torch.Tensor]) -> List[str]:

@@ -59,19 +59,28 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from ganforge.use import evaluate
 from ganforge.core.checkpoint import CheckpointError, load_latest_good
 from ganforge.core.command import Command
-from ganforge.core.config import (Config, ConfigError, coerce, key_spec, load_config, load_yaml,
-                             parse_pairs, resolve_key, set_key)
-from ganforge.data import DataError
-from ganforge.data.spec import TRAIN_MINUS_VAL
+from ganforge.core.config import (
+    Config,
+    ConfigError,
+    coerce,
+    key_spec,
+    load_config,
+    load_yaml,
+    parse_pairs,
+    resolve_key,
+    set_key,
+)
 from ganforge.core.errors import RunError, UserError
 from ganforge.core.files import atomic_write_text
+from ganforge.data import DataError
+from ganforge.data.spec import TRAIN_MINUS_VAL
 from ganforge.metrics import DEFAULT_METRICS
+from ganforge.training.callbacks.evaluation import Evaluation
 from ganforge.training.tasks import resolve_config
 from ganforge.training.trainer import Trainer
-from ganforge.training.callbacks.evaluation import Evaluation
+from ganforge.use import evaluate
 
 #: The splits a study trains on and scores against (ganforge/data/resolve.py).
 FIT_SPLIT, VAL_SPLIT = TRAIN_MINUS_VAL, "val"
@@ -275,7 +284,7 @@ class TrialScore(Evaluation):
     logging (rows of metrics.jsonl) and ``best.pt``."""
 
     def __init__(self, cfg: Config, trial, budget: Budget, rungs: int, check_every: int = 10):
-        super().__init__(replace(cfg, eval=replace(cfg.eval, every=check_every)))
+        super().__init__(replace(cfg.eval, every=check_every), cfg.data, cfg.train.seed)
         self.trial, self.budget, self.rungs = trial, budget, rungs
         self.rung = 0              # rungs reported so far
         self.last: Optional[float] = None
@@ -693,8 +702,9 @@ def _plots(s: Study, study, log) -> List[Path]:
     cannot draw one (e.g. importances need two finished trials with different values)."""
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import warnings
+
+    import matplotlib.pyplot as plt
     optuna = _optuna()
     vis = optuna.visualization.matplotlib
     out = []

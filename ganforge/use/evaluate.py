@@ -18,7 +18,13 @@ from ganforge.core.command import Command
 from ganforge.core.errors import UserError
 from ganforge.data.spec import DataSpec, parse_spec
 from ganforge.metrics import DEFAULT_METRICS, EXTRACTORS, METRICS
-from ganforge.metrics.scoring import MIN_EVAL_IMAGES, get_extractor, parse_metrics, real_features, score
+from ganforge.metrics.scoring import (
+    MIN_EVAL_IMAGES,
+    get_extractor,
+    parse_metrics,
+    real_features,
+    score,
+)
 from ganforge.use.load import load
 
 

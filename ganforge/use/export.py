@@ -39,13 +39,13 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from ganforge.core.version import __version__
 from ganforge.core import runfolder
 from ganforge.core.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
 from ganforge.core.command import Command
 from ganforge.core.devices import resolve_device
 from ganforge.core.errors import UserError
 from ganforge.core.files import atomic_write_bytes, atomic_write_text, probe_writable
+from ganforge.core.version import __version__
 from ganforge.render.images import save_image
 from ganforge.use.face import Generator
 from ganforge.use.faces import face_for, face_from_checkpoint
@@ -335,7 +335,7 @@ def export_run(run: str | Path, out: str | Path, *, which: str = "latest", ema: 
         save_image(model.preview(st.get("fixed")), out / GRID)
         files.append(GRID)
     except (UserError, OSError) as e:            # e.g. a domain whose images are gone
-        warnings.warn(f"export: no {GRID} ({e})")
+        warnings.warn(f"export: no {GRID} ({e})", stacklevel=2)
     files += [CARD, EXPORT_CONFIG]
     cfg["files"] = files
     atomic_write_text(out / CARD, _card(cfg, out, files, str(run)))

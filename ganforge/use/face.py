@@ -29,7 +29,18 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    ClassVar,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
 import torch.nn as nn
@@ -41,7 +52,12 @@ from ganforge.core.config import DEFAULT_TASK
 from ganforge.core.errors import UserError
 from ganforge.core.registry import Registry
 from ganforge.metrics.scoring import min_images, parse_metrics
-from ganforge.models.latent import MODES, check_truncation, interpolate_noise, loop_positions
+from ganforge.models.latent import (
+    MODES,
+    check_truncation,
+    interpolate_noise,
+    loop_positions,
+)
 from ganforge.use.inputs import ImageInput, images_to_tensor
 
 #: task name -> its face (a :class:`Generator` subclass; ganforge/use/faces/ registers them)

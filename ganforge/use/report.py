@@ -21,7 +21,12 @@ import torch
 from PIL import Image
 
 from ganforge.core import runfolder
-from ganforge.core.checkpoint import LATEST, find_checkpoint, load_checkpoint, numbered_checkpoints
+from ganforge.core.checkpoint import (
+    LATEST,
+    find_checkpoint,
+    load_checkpoint,
+    numbered_checkpoints,
+)
 from ganforge.core.command import Command
 from ganforge.core.errors import GanforgeError, UserError
 from ganforge.core.files import atomic_write_text

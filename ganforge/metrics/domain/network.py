@@ -42,10 +42,10 @@ import torch.nn.functional as F
 
 from ganforge.core.errors import UserError
 from ganforge.core.files import atomic_save
-from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
+from ganforge.core.version import __version__
 from ganforge.data.paths import cache_dir
 from ganforge.data.spec import registered_name
-from ganforge.core.version import __version__
+from ganforge.metrics.extractors import EXTRACTORS, FeatureExtractor
 
 FORMAT = "ganforge-domain-evaluator"
 FORMAT_VERSION = 1

@@ -27,15 +27,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.metrics.domain.network import (INFER_BATCH, DomainCNN, EvaluatorError, dataset_key,
-                                     default_evaluator_path, default_widths, load_evaluator,
-                                     save_evaluator)
 from ganforge.core.argtypes import at_least, positive
 from ganforge.core.command import Command
-from ganforge.data.spec import registered_name
-from ganforge.data import DataError, load_dataset
-from ganforge.data import to_float
+from ganforge.data import DataError, load_dataset, to_float
 from ganforge.data.batching import BatchLoader
+from ganforge.data.spec import registered_name
+from ganforge.metrics.domain.network import (
+    INFER_BATCH,
+    DomainCNN,
+    EvaluatorError,
+    dataset_key,
+    default_evaluator_path,
+    default_widths,
+    load_evaluator,
+    save_evaluator,
+)
 
 #: Fraction of a dataset held out for the test accuracy when it has no test split.
 HOLDOUT_FRACTION = 0.1

@@ -16,18 +16,19 @@ import time
 from typing import Any, Dict, Optional
 
 from ganforge.core import checkpoint as ckpt
+from ganforge.core.config import ConfigError, DataConfig, EvalConfig
 from ganforge.metrics import scoring
-from ganforge.core.config import Config, ConfigError
 from ganforge.training.callbacks import Callback, TrainerT
 
 
 class Evaluation(Callback):
-    """Scores the generators every ``cfg.eval.every`` steps (0: never; the best FID so far
-    is still carried from checkpoint to checkpoint)."""
+    """Scores the generators every ``ev.every`` steps (0: never; the best FID so far is still
+    carried from checkpoint to checkpoint): ``ev`` is the ``eval`` section, ``data`` the
+    ``data`` section (the real images it compares with), ``seed`` the generated images'."""
 
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
-        self.every = cfg.eval.every
+    def __init__(self, ev: EvalConfig, data: DataConfig, seed: int):
+        self.ev, self.data, self.seed = ev, data, seed
+        self.every = ev.every
         self.best: Optional[float] = None
         self._metrics = None
         self._extractor = None
@@ -36,17 +37,17 @@ class Evaluation(Callback):
     def on_start(self, trainer: TrainerT, resumed: bool) -> None:
         if not (self.every and trainer.is_main):
             return
-        e = self.cfg.eval
+        e = self.ev
         if trainer.task.trained().inputs != "noise":
             raise ConfigError(f"--eval-every scores images generated from noise, which --task "
-                              f"{self.cfg.train.task} does not make; score the run afterwards "
+                              f"{trainer.task.name} does not make; score the run afterwards "
                               f"with `ganforge eval {trainer.run_dir}`")
         self._metrics = scoring.parse_metrics(e.metrics)
-        self._extractor = scoring.get_extractor(e.extractor, data_spec=self.cfg.data.name,
+        self._extractor = scoring.get_extractor(e.extractor, data_spec=self.data.name,
                                                 img_size=trainer.img_size, device=trainer.device)
         self._real = scoring.real_features(
-            self._extractor, self.cfg.data.name, e.split, img_size=trainer.img_size,
-            channels=trainer.channels, n=e.n, data_dir=self.cfg.data.data_dir)
+            self._extractor, self.data.name, e.split, img_size=trainer.img_size,
+            channels=trainer.channels, n=e.n, data_dir=self.data.data_dir)
         trainer.note(f"evaluating {','.join(self._metrics)} every {e.every} steps on {e.n} images "
                      f"against {self._real['data']} ({self._real['split']}) with the {e.extractor} extractor")
 
@@ -57,9 +58,9 @@ class Evaluation(Callback):
 
     def evaluate(self, trainer: TrainerT) -> Dict[str, float]:
         """Log the scores; keep ``best.pt`` by FID. Returns the scores (``fid``, ...)."""
-        e = self.cfg.eval
+        e = self.ev
         trainer.refresh_averages()
-        seed = self.cfg.train.seed
+        seed = self.seed
         scores = scoring.score_images(trainer.task.trained().eval_batches(e.n, seed),
                                       self._extractor, self._real, metrics=self._metrics, seed=seed)
         trainer.log_row({"step": trainer.step_count, **{k: float(v) for k, v in scores.items()}})

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ganforge.core import runfolder
-from ganforge.core.config import Config, ConfigError
+from ganforge.core.config import ConfigError, LogConfig
 from ganforge.training.callbacks import Callback, TrainerT
 
 #: the checkpoint entry holding the MLflow run id
@@ -56,7 +56,7 @@ class MlflowTracking(Callback):
     """Logs one ganforge run to one MLflow run. Built by the trainer at init, before any data,
     so that a missing package is a one-line :class:`ConfigError` at once."""
 
-    def __init__(self, cfg: Config, run_dir: Path, write: bool):
+    def __init__(self, log: LogConfig, run_dir: Path, write: bool):
         try:
             from mlflow.entities import Metric, Param
             from mlflow.tracking import MlflowClient
@@ -64,10 +64,10 @@ class MlflowTracking(Callback):
             raise ConfigError('log.mlflow=true needs MLflow: pip install "ganforge[mlflow]" '
                               '(or set log.mlflow=false)') from None
         self._Metric, self._Param, self._Client = Metric, Param, MlflowClient
-        self.cfg = cfg
+        self.log = log
         self.run_dir = Path(run_dir)
         self.write = write
-        self.every = cfg.log.log_every
+        self.every = log.log_every
         self.run_id: Optional[str] = None
         self._client = None
         self._pos = 0            # bytes of metrics.jsonl already logged
@@ -85,7 +85,7 @@ class MlflowTracking(Callback):
         return uri
 
     def experiment_name(self) -> str:
-        return (self.cfg.log.mlflow_experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", "")
+        return (self.log.mlflow_experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", "")
                 or DEFAULT_EXPERIMENT)
 
     def _guard(self, trainer: TrainerT, what: str, fn) -> None:

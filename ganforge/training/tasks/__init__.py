@@ -28,15 +28,21 @@ import torch.nn as nn
 
 from ganforge import models
 from ganforge.core.command import Flag
-from ganforge.core.config import DEFAULT_TASK, Config, ConfigError, check_names, register_section
-from ganforge.data.classic_augment import CLASSIC_OPS
-from ganforge.losses.adversarial import LOSSES
-from ganforge.metrics import METRICS
-from ganforge.regularize.diffaugment import OPS as DIFFAUG_OPS
+from ganforge.core.config import (
+    DEFAULT_TASK,
+    Config,
+    ConfigError,
+    check_names,
+    register_section,
+)
 from ganforge.core.distributed import SINGLE, DistInfo
 from ganforge.core.registry import Registry
 from ganforge.data import load_dataset
 from ganforge.data.batching import BatchLoader
+from ganforge.data.classic_augment import CLASSIC_OPS
+from ganforge.losses.adversarial import LOSSES
+from ganforge.metrics import METRICS
+from ganforge.regularize.diffaugment import OPS as DIFFAUG_OPS
 from ganforge.training.optim import OPTIMIZERS
 from ganforge.use.face import Generator
 
@@ -251,6 +257,8 @@ def registered_names() -> Dict[str, List[str]]:
             "metric": METRICS.names(), "optimizer": OPTIMIZERS.names()}
 
 
-from ganforge.training.tasks import gan  # noqa: E402,F401  (registers "gan")
-from ganforge.training.tasks import cyclegan  # noqa: E402,F401  (registers "cyclegan")
-from ganforge.training.tasks import conditional  # noqa: E402,F401  (registers "conditional")
+# Importing a task module registers the task (and its config section). In this order: it is
+# the order of the task sections in every config.yaml (cyclegan, then cond, as since 0.1).
+from ganforge.training.tasks import gan  # noqa: E402,F401  # isort: skip
+from ganforge.training.tasks import cyclegan  # noqa: E402,F401  # isort: skip
+from ganforge.training.tasks import conditional  # noqa: E402,F401  # isort: skip

@@ -56,20 +56,19 @@ import torch
 import torch.nn.functional as F
 
 from ganforge import models
-
 from ganforge.core.command import Flag
 from ganforge.core.config import ConfigError, key
+from ganforge.core.distributed import SINGLE, DistInfo, local_slice
+from ganforge.data.balanced import BalancedBatchLoader, class_counts
 from ganforge.data.base import DataError
 from ganforge.data.folder import loose_images
 from ganforge.data.spec import local_path, path_is_dir
-from ganforge.core.distributed import SINGLE, DistInfo, local_slice
 from ganforge.losses.adversarial import LOSSES, d_prob
 from ganforge.models.conditioning import family_g_methods, recipe
 from ganforge.training.tasks import TASKS, Batch, DataInfo
 from ganforge.training.tasks.gan import GANTask, build_d, g_options
 from ganforge.use.faces.conditional import ConditionalModel
-from ganforge.data.balanced import BalancedBatchLoader
-from ganforge.data.balanced import class_counts
+
 
 # ----------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ class ConditionalGANTask(GANTask):
         G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim,
                          width=m.g_width, n_classes=n_classes, cond=self.g_cond,
                          embed_dim=c.embed_dim, **g_options(self.cfg))
-        D = build_d(self.cfg, m.name, img_size=img_size, channels=channels, width=m.d_width,
+        D = build_d(self.cfg.reg, m.name, img_size=img_size, channels=channels, width=m.d_width,
                     n_classes=n_classes, cond=self.d_cond, embed_dim=c.embed_dim)
         return G, D
 

@@ -53,25 +53,30 @@ paper's k = 64); ``model.name`` and ``train.loss`` are not used by this task.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from dataclasses import dataclass
-
 from ganforge import models
 from ganforge.core.command import Flag
 from ganforge.core.config import ConfigError, key
-from ganforge.data import to_float
-from ganforge.data.domains import (DomainPair, TwoDomainLoader, domain_specs, load_domain_pair)
 from ganforge.core.distributed import SINGLE, DistInfo
+from ganforge.data import to_float
+from ganforge.data.domains import (
+    DomainPair,
+    TwoDomainLoader,
+    domain_specs,
+    load_domain_pair,
+)
 from ganforge.regularize.image_pool import ImagePool
 from ganforge.regularize.toolbox import DToolbox, has_batchnorm
 from ganforge.render.images import stack_bands, triplet_grid
 from ganforge.training.tasks import TASKS, Batch, DataInfo, Phase, Task
-from ganforge.use.faces.cyclegan import TranslationModel, pick
 from ganforge.training.tasks.gan import build_d, build_objective
+from ganforge.use.faces.cyclegan import TranslationModel, pick
+
 
 # ----------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
@@ -172,8 +177,8 @@ class CycleGANTask(Task):
         self.modules = {
             "G_AB": models.build("G", c.generator, **gkw).to(device),      # paper G: X -> Y
             "G_BA": models.build("G", c.generator, **gkw).to(device),      # paper F: Y -> X
-            "D_A": build_d(cfg, c.discriminator, **dkw).to(device),        # paper D_X
-            "D_B": build_d(cfg, c.discriminator, **dkw).to(device),        # paper D_Y
+            "D_A": build_d(cfg.reg, c.discriminator, **dkw).to(device),    # paper D_X
+            "D_B": build_d(cfg.reg, c.discriminator, **dkw).to(device),    # paper D_Y
         }
         for d in self.discriminators:
             if has_batchnorm(self.modules[d]):
@@ -183,7 +188,7 @@ class CycleGANTask(Task):
                                   f"patchgan or a BatchNorm-free whole-image D (r3gan, resnet, mlp)")
         self.objective = build_objective(c.adv_loss, cfg.reg.label_smoothing, key="cyclegan.adv_loss")
         # One toolbox per discriminator: each has its own augmentation stream and ADA p.
-        self.toolboxes = {d: DToolbox(cfg, device=device, seed=seed + 100 * k, dist=dist)
+        self.toolboxes = {d: DToolbox(cfg.reg, cfg.aug, device=device, seed=seed + 100 * k, dist=dist)
                           for k, d in enumerate(self.discriminators)}
         for d, tb in self.toolboxes.items():
             tb.check_discriminator(self.modules[d], d)

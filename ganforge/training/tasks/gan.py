@@ -17,8 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from ganforge import models
-
-from ganforge.core.config import ConfigError
+from ganforge.core.config import ConfigError, RegConfig
 from ganforge.core.distributed import SINGLE, DistInfo, local_slice
 from ganforge.losses.adversarial import LOSSES, d_prob
 from ganforge.regularize.toolbox import DToolbox
@@ -53,7 +52,7 @@ class GANTask(Task):
             raise ConfigError(f"model.name={m.name}, data.img_size={img_size}: {e}") from None
         self.modules = {"G": G.to(device), "D": D.to(device)}
         self.objective = build_objective(t.loss, cfg.reg.label_smoothing)
-        self.toolbox = DToolbox(cfg, device=device, seed=seed, dist=self.dist)
+        self.toolbox = DToolbox(cfg.reg, cfg.aug, device=device, seed=seed, dist=self.dist)
         self.toolbox.check_discriminator(D)
         # The task's own noise stream, separate from torch's global RNG and checkpointed.
         self.noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
@@ -79,7 +78,7 @@ class GANTask(Task):
         m = self.cfg.model
         G = models.build("G", m.name, img_size=img_size, channels=channels, z_dim=m.z_dim,
                          width=m.g_width, **g_options(self.cfg))
-        D = build_d(self.cfg, m.name, img_size=img_size, channels=channels, width=m.d_width)
+        D = build_d(self.cfg.reg, m.name, img_size=img_size, channels=channels, width=m.d_width)
         return G, D
 
     @property
@@ -172,16 +171,14 @@ def build_objective(name: str, label_smoothing: float = 0.0, key: str = "train.l
         raise ConfigError(f"{key}={name}, reg.label_smoothing={label_smoothing}: {e}") from None
 
 
-def build_d(cfg, name: str, **kwargs):
-    """A discriminator with the config's spectral norm and dropout (reg.spectral_norm,
-    reg.d_dropout), shared by every task."""
-    r = cfg.reg
-    if r.spectral_norm:
+def build_d(reg: RegConfig, name: str, **kwargs):
+    """Discriminator ``name`` (``models.build("D", name, **kwargs)``) with the ``reg`` section's
+    spectral norm and dropout (reg.spectral_norm, reg.d_dropout), shared by every task. Raises
+    ConfigError for a dropout the family has no option for."""
+    if reg.spectral_norm:
         kwargs["spectral_norm"] = True
-    if r.d_dropout:
-        if not 0 < r.d_dropout < 1:
-            raise ConfigError(f"reg.d_dropout={r.d_dropout}: use a probability in [0, 1)")
-        kwargs["dropout"] = float(r.d_dropout)
+    if reg.d_dropout:
+        kwargs["dropout"] = float(reg.d_dropout)
     try:
         return models.build("D", name, **kwargs)
     except TypeError as e:

@@ -14,7 +14,13 @@ import torch
 from ganforge.core.errors import EvalError
 from ganforge.data import to_float
 from ganforge.data.base import DATASETS, DataError
-from ganforge.data.domains import domain_specs, load_domain, normalize_class, parse_domain, to_test_split
+from ganforge.data.domains import (
+    domain_specs,
+    load_domain,
+    normalize_class,
+    parse_domain,
+    to_test_split,
+)
 from ganforge.metrics.domain.network import load_evaluator
 from ganforge.metrics.fid import fid_from_features
 from ganforge.render.images import stack_bands, triplet_grid
