@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from ganforge.core.config import (
+    DEFAULT_TASK,
     REGISTRY_KINDS,
     Config,
     ConfigError,
@@ -20,7 +21,7 @@ from ganforge.core.config import (
     schema,
     set_key,
 )
-from ganforge.training.tasks import DEFAULT_TASK, registered_names, resolve_config
+from ganforge.training.tasks import registered_names, resolve_config
 
 
 def test_defaults_and_overrides():

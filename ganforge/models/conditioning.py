@@ -48,7 +48,7 @@ from typing import Iterable, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ganforge.models import COND_DISCRIMINATORS, COND_GENERATORS
+from ganforge.models.build import COND_DISCRIMINATORS, COND_GENERATORS
 
 G_METHODS = ("concat", "cbn")
 D_METHODS = ("concat", "projection", "acgan")

@@ -44,7 +44,7 @@ from typing import List
 import torch
 import torch.nn as nn
 
-from ganforge.models import DISCRIMINATORS, GENERATORS
+from ganforge.models.build import DISCRIMINATORS, GENERATORS
 
 
 def _check_common(who: str, channels: int, width: int) -> None:

@@ -49,7 +49,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ganforge.models import (
+from ganforge.models.build import (
     COND_DISCRIMINATORS,
     COND_GENERATORS,
     DISCRIMINATORS,

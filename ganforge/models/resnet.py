@@ -68,7 +68,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.models import (
+from ganforge.models.build import (
     COND_DISCRIMINATORS,
     COND_GENERATORS,
     DISCRIMINATORS,

@@ -65,7 +65,7 @@ from ganforge.data.folder import loose_images
 from ganforge.data.spec import local_path, path_is_dir
 from ganforge.losses.adversarial import LOSSES, d_prob
 from ganforge.models.conditioning import family_g_methods, recipe
-from ganforge.training.tasks import TASKS, Batch, DataInfo
+from ganforge.training.tasks.base import TASKS, Batch, DataInfo
 from ganforge.training.tasks.gan import GANTask, build_d, g_options
 from ganforge.use.faces.conditional import ConditionalModel
 

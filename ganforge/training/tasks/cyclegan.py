@@ -73,7 +73,7 @@ from ganforge.data.domains import (
 from ganforge.regularize.image_pool import ImagePool
 from ganforge.regularize.toolbox import DToolbox, has_batchnorm
 from ganforge.render.images import stack_bands, triplet_grid
-from ganforge.training.tasks import TASKS, Batch, DataInfo, Phase, Task
+from ganforge.training.tasks.base import TASKS, Batch, DataInfo, Phase, Task
 from ganforge.training.tasks.gan import build_d, build_objective
 from ganforge.use.faces.cyclegan import TranslationModel, pick
 

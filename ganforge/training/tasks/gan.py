@@ -21,7 +21,7 @@ from ganforge.core.config import ConfigError, RegConfig
 from ganforge.core.distributed import SINGLE, DistInfo, local_slice
 from ganforge.losses.adversarial import LOSSES, d_prob
 from ganforge.regularize.toolbox import DToolbox
-from ganforge.training.tasks import TASKS, Batch, Phase, Task
+from ganforge.training.tasks.base import TASKS, Batch, Phase, Task
 from ganforge.use.face import eval_mode
 from ganforge.use.faces.gan import NoiseModel
 
