@@ -199,24 +199,32 @@ class Generator:
                              modules=dict(used), config=dict(config))
 
     @classmethod
+    def _networks(cls, specs: Mapping[str, Dict[str, Any]], states: Mapping[str, Dict[str, Any]],
+                  device: str | torch.device, missing: Any) -> Dict[str, nn.Module]:
+        """Each of :attr:`generators` rebuilt from its spec (family + constructor kwargs) with
+        its state dict, on ``device``, in eval mode; ``missing(name)``: the error to raise for
+        a generator without a spec or weights."""
+        nets = {}
+        for name in cls.generators:
+            if name not in specs or name not in states:
+                raise missing(name)
+            net = models.from_spec(specs[name])
+            net.load_state_dict(states[name])
+            nets[name] = net.to(device).eval()
+        return nets
+
+    @classmethod
     def from_checkpoint(cls, st: Dict[str, Any], *, ema: bool = True,
                         device: str | torch.device = "cpu", source: str = "") -> "Generator":
         """This face over the generators of checkpoint state ``st`` (their averages
         ``<name>_ema`` when kept and ``ema``). Raises :class:`CheckpointError` when a generator
         is missing."""
-        specs, weights = st.get("specs", {}), st.get("modules", {})
-        nets, used = {}, {}
-        for name in cls.generators:
-            if name not in specs or name not in weights:
-                raise CheckpointError(f"'{source}' is not a {st.get('task')} run as its config "
-                                      f"says: it holds no '{name}' network (it has "
-                                      f"{', '.join(specs) or 'none'})")
-            avg = f"{name}_ema"
-            use = avg if ema and avg in weights else name
-            net = models.from_spec(specs[name])
-            net.load_state_dict(weights[use])
-            nets[name] = net.to(device).eval()
-            used[name] = use
+        specs, states = st.get("specs", {}), st.get("modules", {})
+        used = {n: (f"{n}_ema" if ema and f"{n}_ema" in states else n) for n in cls.generators}
+        nets = cls._networks(specs, {n: states[u] for n, u in used.items() if u in states}, device,
+                             lambda name: CheckpointError(
+                                 f"'{source}' is not a {st.get('task')} run as its config says: it "
+                                 f"holds no '{name}' network (it has {', '.join(specs) or 'none'})"))
         data, cfg = st.get("data", {}), st.get("config", {})
         info = cls.make_info(nets, task=task_of(st), step=int(st.get("step", 0)),
                              img_size=int(data.get("img_size", 0)), channels=int(data.get("channels", 0)),
@@ -232,16 +240,11 @@ class Generator:
         ``model.safetensors``; :mod:`ganforge.use.export`). No checkpoint, no code from the
         folder. Raises :class:`CheckpointError` when a generator is missing."""
         gens = config.get("generators", {}) or {}
-        nets, used = {}, {}
-        for name in cls.generators:
-            if name not in gens or name not in weights:
-                raise CheckpointError(f"'{source}' is not a complete {config.get('task')} export: "
-                                      f"it holds no '{name}' network (it has "
-                                      f"{', '.join(gens) or 'none'})")
-            net = models.from_spec(gens[name]["spec"])
-            net.load_state_dict(weights[name])
-            nets[name] = net.to(device).eval()
-            used[name] = str(gens[name].get("weights", name))
+        nets = cls._networks({n: g["spec"] for n, g in gens.items()}, weights, device,
+                             lambda name: CheckpointError(
+                                 f"'{source}' is not a complete {config.get('task')} export: it "
+                                 f"holds no '{name}' network (it has {', '.join(gens) or 'none'})"))
+        used = {n: str(gens[n].get("weights", n)) for n in cls.generators}
         metrics = {k: v for k, v in (config.get("metrics") or {}).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         info = cls.make_info(nets, task=str(config.get("task") or DEFAULT_TASK),
