@@ -2,9 +2,9 @@
 reference features, and scores of generated images against them.
 
 This sits between the pure metrics (:mod:`ganforge.metrics`: features -> statistics ->
-numbers) and the tasks: it loads real data (:mod:`ganforge.data`) and caches its features on
-disk, but knows nothing of run folders, checkpoints or tasks. A task's trained-model face
-(:class:`ganforge.training.tasks.TrainedModel`) calls it to score its own outputs; ``ganforge eval``
+numbers) and the faces of runs: it loads real data (:mod:`ganforge.data`) and caches its
+features on disk, but knows nothing of run folders, checkpoints or tasks. A run's face
+(:class:`ganforge.use.face.Generator`) calls it to score its own outputs; ``ganforge eval``
 and ``--eval-every`` reach it through that face.
 
 Reference features of real data are computed once per (dataset, split, extractor + weights
