@@ -28,6 +28,11 @@ checksum mismatch) is named in a :class:`CheckpointWarning`, renamed to ``<name>
 (never deleted) and the next older numbered one is used; ``latest.pt`` is re-pointed to it.
 Verifying costs a full read, so the state read while finding is kept (one entry) and the
 :func:`load_checkpoint` of the same file that follows takes it instead of reading again.
+
+**Format.** A checkpoint records ``"format"`` (:data:`FORMAT`) and ``"version"`` (the ganforge
+that wrote it). One of a format this version does not read (a newer ganforge's) is refused
+with a :class:`CheckpointFormatError` naming that version and what to do; it is not damaged,
+so it is never set aside. An older format, once there is one, is upgraded where it is read.
 """
 from __future__ import annotations
 

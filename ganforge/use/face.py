@@ -132,10 +132,10 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was)
 
 
-def _count(n: Any, what: str = "n") -> int:
-    """``n`` as an int >= 1, or a UserError naming ``what``."""
+def _count(n: Any, what: str = "n", thing: str = "image") -> int:
+    """``n`` as an int >= 1, or a UserError naming ``what`` (``thing``: what is counted)."""
     if isinstance(n, bool) or not isinstance(n, (int, float)) or n != int(n) or int(n) < 1:
-        raise UserError(f"{what}={n!r}: ask for at least one image (a whole number)")
+        raise UserError(f"{what}={n!r}: ask for at least one {thing} (a whole number)")
     return int(n)
 
 
@@ -357,7 +357,7 @@ class Generator:
         seeds = [int(s) for s in (seeds if isinstance(seeds, Sequence) else [seeds])]
         if not seeds:
             raise UserError("seeds: give at least one seed")
-        frames = _count(frames, "frames")
+        frames = _count(frames, "frames", "frame")
         if mode not in MODES:
             raise UserError(f"mode={mode!r}: use one of {', '.join(MODES)}")
         psi = check_truncation(truncation)
@@ -427,7 +427,8 @@ class Generator:
         errors as :meth:`translate`."""
         direction = self.check_direction(direction)
         x = self.prepare_images(images)
-        return self._translate(x, direction, _count(batch_size, "batch_size"), reconstruct)
+        batch_size = _count(batch_size, "batch_size", "image per batch")
+        return self._translate(x, direction, batch_size, reconstruct)
 
     def _translate(self, x: torch.Tensor, direction: str, batch_size: int, reconstruct: bool
                    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
