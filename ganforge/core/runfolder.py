@@ -61,11 +61,15 @@ def run_dir_of(path: str | Path) -> Path:
     return p.parent if p.name == CHECKPOINTS else p
 
 
-def holds_run(run_dir: Path) -> bool:
-    """True when ``run_dir`` has a checkpoint or a metrics log of a run."""
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """True when ``run_dir/checkpoints/`` holds a checkpoint file (read or not)."""
     d = Path(run_dir) / CHECKPOINTS
-    has_ckpt = d.is_dir() and any(p.suffix == ".pt" for p in d.iterdir())
-    return has_ckpt or (Path(run_dir) / METRICS_LOG).exists()
+    return d.is_dir() and any(p.suffix == ".pt" for p in d.iterdir())
+
+
+def holds_run(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` has a checkpoint or a metrics log of a run."""
+    return has_checkpoint(run_dir) or (Path(run_dir) / METRICS_LOG).exists()
 
 
 def clear_outputs(run_dir: Path) -> List[str]:

@@ -59,6 +59,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from ganforge.core import runfolder
 from ganforge.core.checkpoint import CheckpointError, load_latest_good
 from ganforge.core.command import Command
 from ganforge.core.config import (
@@ -478,7 +479,7 @@ def objective_for(s: Study, base: Config, space: List[Param], log):
     def train_trial(trial, params, run_dir: Path) -> float:
         cfg = trial_config(base, params, s.budget, run_dir, rungs=s.rungs, eval_n=s.eval_n,
                            threads=s.threads)
-        resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("*.pt"))
+        resume = runfolder.has_checkpoint(run_dir)
         if resume and s.budget.kind == "seconds":
             try:
                 spent = float(load_latest_good(run_dir)[1].get("elapsed", 0.0))
