@@ -92,6 +92,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ganforge' has no attribute '{name}'")
 
 
+def __dir__() -> list:
+    """What the face offers (not its helpers' imports)."""
+    return sorted(__all__ + ["MOVED"])
+
+
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports a 0.1 module path (:data:`MOVED`) as the module that took its place: ``import
     ganforge.runs`` gives ``ganforge.use.load`` itself (one module object, so state and

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -278,3 +279,34 @@ def test_import_ganforge_is_light():
             "'ganforge.training', 'ganforge.metrics'))))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------- the face's checks
+def test_the_face_checks_what_it_is_asked(tmp_path, capsys):
+    """What a new user tried (issue 24's trial): each wrong request is one UserError naming
+    what to do; classes="all" is every class in turn, as --class all."""
+    cond = ganforge.load(FIXTURES / "conditional" / "run")
+    y = cond.labels_for(7, 0, "all")
+    assert y.tolist() == [0, 0, 0, 1, 1, 1, 2]
+    assert torch.equal(cond.sample(6, seed=4, classes="all"),
+                       cond.sample(6, seed=4, classes=[0, 0, 1, 1, 2, 2]))
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            cond.to("cuda")
+    cyc = ganforge.load(FIXTURES / "cyclegan" / "run")
+    with pytest.raises(UserError, match=r"values from 5 to 5; give float images in \[-1, 1\]"):
+        cyc.translate(torch.full((1, 1, 16, 16), 5.0))
+    assert {"Generator", "load", "__version__"} <= set(dir(ganforge))
+    export = FIXTURES / "gan" / "export"
+    for argv, words in ((["report", str(export)], "is an export folder"),
+                        (["progress", str(export)], "is an export folder"),
+                        (["progress", str(FIXTURES / "cyclegan" / "run")], "progress: ")):
+        assert main(argv + ["--out", str(tmp_path / "x.html" if argv[0] == "report" else
+                                         tmp_path / "x.gif")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
+    assert main(["sample", str(FIXTURES / "conditional" / "run"), "--class", "all", "--n", "4",
+                 "--out", str(tmp_path / "all.npy")]) == 0
+    assert "rounded up to whole rows" in capsys.readouterr().out
+    assert np.load(tmp_path / "all.npy").shape[0] == 6 and \
+        np.load(tmp_path / "all.labels.npy").tolist() == [0, 0, 1, 1, 2, 2]

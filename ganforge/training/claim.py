@@ -109,13 +109,14 @@ def claim(run_dir: Path, *, resume: bool, overwrite: bool, write: bool,
 
 def check_resume_config(saved: Dict[str, Any], now: Dict[str, Any], source: str) -> Dict[str, Tuple[Any, Any]]:
     """The allowed changes (see :func:`config_changes`); a :class:`ConfigError` naming every
-    refused key with both values when settings that shape the networks or data differ."""
+    refused key with both values when settings that shape how the run trains differ."""
     allowed, refused = config_changes(saved, now)
     if refused:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(refused.items())[:6])
         more = f"; ... ({len(refused)} in all)" if len(refused) > 6 else ""
         raise ConfigError(f"--resume: these settings differ from the run in {source}, and they "
-                          f"change its networks or data: {shown}{more}. Resume with the run's own "
+                          f"change how it trains (its networks, data, losses or optimiser): "
+                          f"{shown}{more}. Resume with the run's own "
                           f"settings (drop those flags/overrides), or start a new run with another "
                           f"--out (--init-from {source} keeps the weights); only "
                           f"{', '.join(r.rstrip('.') + ('.*' if r.endswith('.') else '') for r in RESUMABLE)} "

@@ -24,6 +24,7 @@ from ganforge.core.errors import UserError
 from ganforge.core.files import atomic_write, check_output_file
 from ganforge.models.latent import MODES
 from ganforge.render.images import grid_to_uint8, make_grid
+from ganforge.use.export import is_export
 from ganforge.use.load import load
 
 # --------------------------------------------------------------------------- animations
@@ -109,13 +110,17 @@ def progress_to_file(run: str | Path, out: str | Path = "progress.gif", *, n: in
     """``ganforge progress``: the same ``n`` noise vectors (``seed``) through every kept
     numbered checkpoint of the run folder ``run`` (``checkpoints/step-*.pt``, oldest first),
     one grid per checkpoint, as an animation. Runs with classes show the classes in turn.
-    Raises :class:`UserError` when ``run`` is not a run folder with numbered checkpoints or is
-    an image-to-image run."""
+    Raises :class:`UserError` when ``run`` is not a run folder with numbered checkpoints (an
+    export folder, say) or is an image-to-image run."""
     out = check_animation_out(out)
     run = Path(run)
+    if is_export(run):
+        raise UserError(f"'{run}' is an export folder, which holds one generator; progress needs "
+                        f"the run folder it was exported from (its checkpoints/step-*.pt)")
     if not run.is_dir():
         raise UserError(f"'{run}' is not a run folder; progress needs the folder whose "
                         f"checkpoints/ holds step-*.pt files")
+    load(run, ema=ema, device=device).require("noise", "progress")   # a translating run: refused
     kept = sorted(numbered_checkpoints(run))
     if not kept:
         raise UserError(f"'{run}': no numbered checkpoints (checkpoints/step-*.pt) to show; "

@@ -8,9 +8,10 @@
 ``ganforge.load`` is the same :func:`~ganforge.use.load.load`; ``ganforge.api`` (0.1's module)
 imports this one.
 """
-from ganforge.use.animate import write_animation
+from ganforge.use.animate import interpolate_to_file, progress_to_file, write_animation
 from ganforge.use.face import EvalRequest, Generator, GeneratorInfo, TrainedModel
+from ganforge.use.inputs import ImageInput
 from ganforge.use.load import load, load_run
 
 __all__ = ["load", "load_run", "Generator", "GeneratorInfo", "EvalRequest", "TrainedModel",
-           "write_animation"]
+           "ImageInput", "write_animation", "interpolate_to_file", "progress_to_file"]

@@ -49,9 +49,10 @@ from ganforge import models
 from ganforge.core import runfolder
 from ganforge.core.checkpoint import CheckpointError
 from ganforge.core.config import DEFAULT_TASK
+from ganforge.core.devices import resolve_device
 from ganforge.core.errors import UserError
 from ganforge.core.registry import Registry
-from ganforge.metrics.scoring import min_images, parse_metrics
+from ganforge.metrics.scoring import parse_metrics
 from ganforge.models.latent import (
     MODES,
     check_truncation,
@@ -265,8 +266,10 @@ class Generator:
         return torch.device("cpu")
 
     def to(self, device: str | torch.device) -> "Generator":
-        """Move the generators to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``);
-        returns self. Outputs stay CPU tensors."""
+        """Move the generators to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``,
+        ``"auto"``); returns self. Outputs stay CPU tensors. Raises :class:`UserError` for a
+        device this machine does not have."""
+        device = resolve_device(device, "device")
         for m in self.modules.values():
             m.to(device)
         return self
@@ -285,7 +288,9 @@ class Generator:
         return UserError(f"{what}: '{self.info.source or self.info.task}' is a {self.info.task} "
                          f"run, {self.usage}")
 
-    def _need(self, inputs: str, what: str) -> None:
+    def require(self, inputs: str, what: str) -> None:
+        """Raise this run's one-line refusal of request ``what`` (naming the command that fits
+        it) unless the run is fed with ``inputs`` (``"noise"`` or ``"image"``)."""
         if self.inputs != inputs:
             raise self._wrong(what)
 
@@ -303,7 +308,7 @@ class Generator:
 
         Raises :class:`UserError` for n < 1, classes on a run without classes, an unknown class,
         a bad truncation, or an image-to-image run (use :meth:`translate`)."""
-        self._need("noise", "sample")
+        self.require("noise", "sample")
         n = _count(n)
         psi = check_truncation(truncation)
         labels = self.labels_for(n, int(seed), classes)
@@ -322,7 +327,8 @@ class Generator:
 
     def labels_for(self, n: int, seed: int = 0, classes: Any = None) -> Optional[torch.Tensor]:
         """The (n,) int64 labels :meth:`sample` uses for ``classes`` and ``seed`` (a run with
-        classes: one class for all n, a sequence of n, or None to draw them as training did);
+        classes: one class for all n, a sequence of n, ``"all"`` for every class in turn,
+        ceil(n / K) images each, or None to draw them as training did);
         None for a run without classes, which refuses any ``classes`` but None. Raises
         :class:`UserError` for n < 1, an unknown class or a class on a run without classes."""
         n = _count(n)
@@ -353,7 +359,7 @@ class Generator:
 
         Raises :class:`UserError` for no seeds, frames < 1, another mode, several seeds *and*
         several classes, classes on a run without classes, or an image-to-image run."""
-        self._need("noise", "interpolate")
+        self.require("noise", "interpolate")
         seeds = [int(s) for s in (seeds if isinstance(seeds, Sequence) else [seeds])]
         if not seeds:
             raise UserError("seeds: give at least one seed")
@@ -401,7 +407,7 @@ class Generator:
         """``direction`` when this run translates that way (one of :attr:`directions`), before
         any image is read. Raises :class:`UserError`: for a noise run (use :meth:`sample`), or
         naming the directions there are."""
-        self._need("image", "translate")
+        self.require("image", "translate")
         if direction not in self.directions:
             raise UserError(f"--direction '{direction}': use {' or '.join(self.directions)}")
         return direction
@@ -456,11 +462,9 @@ class Generator:
         :data:`ganforge.metrics.METRICS` (None: the default list); ``extractor``: ``domain``
         (the evaluator trained on the dataset; ``weights`` names another file) or
         ``inception``. Raises :class:`UserError` for an unknown metric, n below what the
-        metrics need, or a run whose data cannot be found."""
+        metrics need (naming them), or a run whose data cannot be found."""
         names = parse_metrics(metrics)
-        if int(n) < min_images(names):
-            raise UserError(f"n={n}: {','.join(names)} need at least {min_images(names)} images")
-        req = EvalRequest(metrics=names, n=int(n), extractor=extractor, weights=weights,
+        req = EvalRequest(metrics=names, n=_count(n), extractor=extractor, weights=weights,
                           split=split, seed=int(seed), device=str(device), data_dir=data_dir,
                           progress=progress)
         return {"task": self.info.task, **self._evaluate(req)}

@@ -42,8 +42,8 @@ def images_to_tensor(images: ImageInput, size: int, channels: int) -> torch.Tens
     ``channels`` (a uint8 tensor is read as 0..255); a PIL image; a path; or a list of PIL
     images / paths (any mode and size, converted as training data was).
 
-    Raises :class:`UserError` for a tensor of another shape or dtype, a path that is not an
-    image file, an empty list or another kind of input."""
+    Raises :class:`UserError` for a tensor of another shape or dtype or with values outside
+    [-1, 1], a path that is not an image file, an empty list or another kind of input."""
     if isinstance(images, torch.Tensor):
         x = images.detach().cpu()
         if x.dim() == 3:
@@ -56,7 +56,12 @@ def images_to_tensor(images: ImageInput, size: int, channels: int) -> torch.Tens
             return to_float(x)
         if not x.is_floating_point():
             raise UserError(f"images: a {x.dtype} tensor; use float in [-1, 1] or uint8")
-        return x.float()
+        x = x.float()
+        lo, hi = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
+        if lo < -1 - 1e-3 or hi > 1 + 1e-3 or x.isnan().any():
+            raise UserError(f"images: values from {lo:g} to {hi:g}; give float images in [-1, 1] "
+                            f"(x / 127.5 - 1 for 0..255), a uint8 tensor, PIL images or paths")
+        return x
     items: List = [images] if isinstance(images, (Image.Image, str, Path)) else list(images)
     if not items:
         raise UserError("images: nothing to translate")

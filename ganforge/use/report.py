@@ -34,6 +34,7 @@ from ganforge.core.version import __version__
 from ganforge.render.curves import plot_curves
 from ganforge.render.html import render_report
 from ganforge.render.images import grid_to_uint8, make_grid, triplet_grid
+from ganforge.use.export import is_export
 from ganforge.use.face import Generator
 from ganforge.use.faces import face_from_checkpoint
 
@@ -147,6 +148,9 @@ def build_report(run: str | Path) -> str:
     """The report page of run folder ``run`` as HTML text. Raises :class:`UserError` for a
     folder that holds no run."""
     run = Path(run).expanduser()
+    if is_export(run):
+        raise UserError(f"'{run}' is an export folder (its README.md is the model card); the "
+                        f"report needs the run folder it was exported from")
     if not run.is_dir():
         raise UserError(f"'{run}' is not a run folder (give the folder `ganforge train --out` wrote)")
     try:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
 from ganforge.core.argtypes import at_least, positive
 from ganforge.core.command import Command
@@ -48,8 +47,8 @@ def sample_to_file(run: str | Path, n: int = 64, out: str | Path = "samples.png"
     cols = None
     labels = None
     if names and class_ is not None and str(class_).strip().lower() == "all":
-        cols = math.ceil(n / len(names))
-        labels = torch.arange(len(names)).repeat_interleave(cols)
+        cols = math.ceil(n / len(names))            # a whole row per class
+        labels = model.labels_for(cols * len(names), seed, "all")
     elif names:
         labels = model.labels_for(n, seed, class_)
     x = model.sample(len(labels) if labels is not None else n, seed=seed,
@@ -72,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     path = sample_to_file(args.run, n=args.n, out=args.out, seed=args.seed, which=args.checkpoint,
                           device=args.device, class_=args.class_, ema=not args.no_ema,
                           truncation=args.truncation)
-    print(f"wrote {path}")
+    all_rows = args.class_ is not None and str(args.class_).strip().lower() == "all"
+    print(f"wrote {path}" + (" (--class all: ceil(--n / classes) images of every class, --n "
+                              "rounded up to whole rows)" if all_rows else ""))
     return 0
 
 

@@ -5,6 +5,7 @@ The training half is :mod:`ganforge.training.tasks.conditional`; the class score
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -19,14 +20,18 @@ from ganforge.render.images import make_grid
 from ganforge.use.face import FACES, EvalRequest
 from ganforge.use.faces.gan import NoiseModel, generate
 
+#: ``classes="all"`` (``--class all``): every class in turn
+ALL = "all"
+
 
 @FACES.register("conditional", help="a class-conditional generator G(z, y)")
 class ConditionalModel(NoiseModel):
     """A trained class-conditional GAN: ``G(z, y)`` with ``y`` one of ``class_names``.
 
     ``sample(n, seed, classes)``: ``classes`` is one class for all n (an index or a name, in
-    the forgiving spelling of ``--class``: any case, ``-``/``_``/space/``/`` alike) or a
-    sequence of n; None draws the classes as G's training labels were (``label_probs``).
+    the forgiving spelling of ``--class``: any case, ``-``/``_``/space/``/`` alike), a
+    sequence of n, or ``"all"`` (every class in turn, ceil(n / K) images of each, in class
+    order); None draws the classes as G's training labels were (``label_probs``).
     The same seed and class give the same images however the class is named.
     ``evaluate`` adds to the unconditional scores, with the domain evaluator, the class
     accuracy, per-class table and intra-class FID of :meth:`class_scores`."""
@@ -41,6 +46,8 @@ class ConditionalModel(NoiseModel):
     def _labels(self, n: int, seed: int, classes: Any) -> torch.Tensor:
         """The (n,) int64 labels for ``classes`` (see the class docstring); ``n`` checked."""
         names, k = self.class_names, len(self.class_names)
+        if isinstance(classes, str) and classes.strip().lower() == ALL:
+            return torch.arange(k).repeat_interleave(math.ceil(n / k))[:n]
         if classes is None:
             prior = self.task_state.get("label_probs")   # G's training label distribution
             probs = prior.double().cpu() if prior is not None and prior.sum() > 0 \
