@@ -97,7 +97,11 @@ def trainer_for(cfg: Config, args: argparse.Namespace) -> Trainer:
 
 
 def fit(cfg: Config, args: argparse.Namespace) -> int:
-    """Train ``cfg`` (train, distill): 0 when done, 130 when interrupted."""
+    """Train ``cfg`` (train, distill): 0 when done, 130 when interrupted; with
+    ``--print-config`` only print the resolved config."""
+    if args.print_config:
+        print(cfg.dump_yaml())
+        return 0
     try:
         summary = trainer_for(cfg, args).fit()
     finally:
@@ -125,11 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.help_config:
         print(help_config())
         return 0
-    cfg = train_config(args)
-    if args.print_config:
-        print(cfg.dump_yaml())
-        return 0
-    return fit(cfg, args)
+    return fit(train_config(args), args)
 
 
 COMMAND = Command(
@@ -174,11 +174,7 @@ def distill_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    cfg = distill_config(args)
-    if args.print_config:
-        print(cfg.dump_yaml())
-        return 0
-    return fit(cfg, args)
+    return fit(distill_config(args), args)
 
 
 DISTILL = Command(
