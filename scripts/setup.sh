@@ -3,9 +3,12 @@
 #   1. a virtual environment in .venv (override with VENV=...)
 #   2. torch, pinned (TORCH_SPEC, default torch==2.13.0; see README "GPU install")
 #   3. the project itself, editable, with the dev extras
-#   4. the default dataset, the emoji font and chromium (the browser the report tests open
-#      report.html in) from Debian's packages, when we are root on Debian; otherwise ganforge
-#      downloads the data itself (with checksums) on first use and the browser test skips.
+#   4. the default dataset, the emoji font, the Wesnoth unit sprites (the `wesnoth` colour
+#      dataset) and chromium (the browser the report tests open report.html in) from Debian's
+#      packages, when we are root on Debian; otherwise ganforge downloads Fashion-MNIST itself
+#      (with checksums) on first use, `--data wesnoth` says what to install, and the browser
+#      test skips. (The `avatars` colour dataset needs no package: the dev extra installs
+#      DiceBear and resvg, and ganforge renders it.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -40,6 +43,13 @@ if [ "${GANFORGE_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null 2>&1 &&
     echo "[setup] apt-get install ${need[*]}"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \
       || echo "[setup] apt-get failed; ganforge will try to download datasets on first use"
+  fi
+  # the Wesnoth sprites (146 MB download) on their own: a failure costs only --data wesnoth
+  # (its tests then use a sprite tree made on the fly)
+  if ! ls -d /usr/share/games/wesnoth/*/data/core/images/units >/dev/null 2>&1; then
+    echo "[setup] apt-get install wesnoth-1.16-data"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wesnoth-1.16-data >/dev/null) \
+      || echo "[setup] apt-get install wesnoth-1.16-data failed; --data wesnoth will say so"
   fi
   # chromium on its own: a failure here must not cost the dataset (the report's browser test
   # then skips, or fails under GANFORGE_REQUIRE_BROWSER=1 as in .ci/run)

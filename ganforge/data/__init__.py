@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import torch
 
+from ganforge.data import avatars as _avatars  # noqa: F401  (registers "avatars")
 from ganforge.data import emoji as _emoji  # noqa: F401  (registers "emoji")
 from ganforge.data import mnist as _mnist  # noqa: F401  (registers "fashion-mnist", "mnist")
+from ganforge.data import wesnoth as _wesnoth  # noqa: F401  (registers "wesnoth")
 from ganforge.data.base import DATASETS, DataError, DataWarning, ImageDataset
 from ganforge.data.resolve import dataset_names, load_dataset
 

@@ -47,9 +47,9 @@ from ganforge.metrics.domain.network import (
 HOLDOUT_FRACTION = 0.1
 #: Default schedule: at least this many steps (small datasets get more epochs).
 MIN_STEPS = 400
-#: Named datasets whose classes survive a horizontal flip (clothes and emoji groups do;
-#: digits do not).
-FLIP_SAFE = {"fashion-mnist", "emoji"}
+#: Named datasets whose classes survive a horizontal flip (clothes, emoji groups, a face's
+#: drawing style and a sprite's race do; digits do not).
+FLIP_SAFE = {"fashion-mnist", "emoji", "avatars", "wesnoth"}
 
 PathLike = Union[str, os.PathLike]
 
@@ -406,7 +406,8 @@ def arguments(e: argparse.ArgumentParser) -> None:
     t.add_argument("--time-budget", type=positive(float), metavar="SECONDS",
                    help="fit the schedule into about this many seconds")
     t.add_argument("--flip", dest="flip", action="store_true", default=None,
-                   help="random horizontal flips (default: only for fashion-mnist and emoji)")
+                   help="random horizontal flips (default: only for fashion-mnist, emoji, "
+                        "avatars and wesnoth)")
     t.add_argument("--no-flip", dest="flip", action="store_false")
     t.add_argument("--shift", type=at_least(0, "off"), default=None, metavar="PX",
                    help="random translations by up to PX pixels (default 0; a tenth of the "
