@@ -72,11 +72,17 @@ def test_avatars_as_domains_and_a_missing_package(few, monkeypatch):
             raise ImportError(name)
         return real(name, *a, **k)
     monkeypatch.setattr(builtins, "__import__", no_dicebear)
-    monkeypatch.setattr(av, "set_dir", lambda size: Path(os.environ["GANFORGE_CACHE"]) / "none")
+    monkeypatch.setattr(av, "set_dir", lambda size, data_dir=None: Path(os.environ["GANFORGE_CACHE"]) / "none")
     with pytest.raises(DataError, match=r'pip install "ganforge\[avatars\]"'):
         load_dataset("avatars")
     with pytest.raises(DataError, match="unknown split 'val2'"):
         av.load_avatars("val2")
+
+
+def test_avatars_download_false_never_renders(tmp_path):
+    with pytest.raises(DataError, match=r"not rendered in .*rendering is off \(download=False\)"):
+        load_dataset("avatars", download=False, data_dir=str(tmp_path))
+    assert not any(tmp_path.rglob("*.png"))
 
 
 # --------------------------------------------------------------------------- wesnoth

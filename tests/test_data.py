@@ -93,7 +93,7 @@ def sha256(path: Path) -> str:
 
 # --------------------------------------------------------------------------- API basics
 def test_public_api_and_registry():
-    assert dataset_names() == ["emoji", "fashion-mnist", "mnist"]
+    assert dataset_names() == ["avatars", "emoji", "fashion-mnist", "mnist", "wesnoth"]
     assert set(DATASETS.names()) == set(dataset_names())
     assert issubclass(DataError, ValueError)
     for name in ("DATASETS", "DataError", "ImageDataset", "load_dataset", "dataset_names",

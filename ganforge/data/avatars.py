@@ -108,21 +108,29 @@ def _render_file(job: Tuple[str, str, int, int, str]) -> Tuple[str, Dict[str, An
     return rel, options
 
 
-def set_dir(size: int) -> Path:
-    """Where the rendered set of ``size`` px lives: ``<cache>/datasets/avatars-<size>``."""
+def set_dir(size: int, data_dir: Optional[str] = None) -> Path:
+    """Where the rendered set of ``size`` px lives: ``<data_dir>/avatars-<size>`` when a
+    ``data_dir`` is given, else ``<cache>/datasets/avatars-<size>``."""
+    if data_dir:
+        return Path(data_dir).expanduser() / f"{NAME}-{size}"
     return cache_dir() / "datasets" / f"{NAME}-{size}"
 
 
 def render_split(split: str, size: int = BASE_SIZE, *, root: Optional[Path] = None,
-                 workers: int = 0, progress: bool = True) -> Path:
+                 workers: int = 0, progress: bool = True, render: bool = True) -> Path:
     """Render the ``split`` of the set at ``size`` px (missing images only) and write its
     ``attributes.jsonl``; returns the split's folder. ``workers``: processes (0: one per
-    core, at most 8)."""
+    core, at most 8). With ``render=False`` a split not fully rendered raises
+    :class:`DataError` instead (the loaders' ``download=False``: use only what is there)."""
     out = (root or set_dir(size)) / split
     want = [(style, split, i, size, str(out)) for style in STYLES for i in range(COUNTS[split])]
     done_file = out / ATTRIBUTES
     if done_file.is_file() and sum(1 for _ in done_file.open()) == len(want):
         return out
+    if not render:
+        raise DataError(f"{NAME}: the {split} split at {size} px is not rendered in {out} and "
+                        f"rendering is off (download=False); allow it to render once "
+                        f"({len(want):,} images, about a minute per core)")
     _modules()                                   # a missing package: one line, before any work
     todo, known = [], {}
     for job in want:
@@ -187,13 +195,15 @@ def load_avatars(split: str = "train", *, img_size: int = 0, channels: int = 0,
                  download: bool = True, cache: bool = True) -> ImageDataset:
     """The ``train`` or ``test`` split of the avatars (rendered first when missing): uint8
     (N, 3, S, S), labels = style. ``img_size`` above 64 renders a set of that size; below,
-    the 64 px set is resized. Raises :class:`DataError` for another split or a missing
-    dependency."""
+    the 64 px set is resized. ``data_dir``: render into / read from ``<data_dir>/avatars-<S>``
+    instead of the cache; ``download=False``: never render, use only a finished set. Raises
+    :class:`DataError` for another split, a set not rendered while rendering is off, or a
+    missing dependency."""
     if split not in COUNTS:
         raise DataError(f"{NAME}: unknown split '{split}'; the avatars have the splits "
                         f"{', '.join(COUNTS)}")
     size = max(BASE_SIZE, img_size or BASE_SIZE)
-    folder = render_split(split, size)
+    folder = render_split(split, size, root=set_dir(size, data_dir), render=download)
     ds = load_folder(folder, img_size=img_size if img_size and img_size != size else 0,
                      channels=channels, strict=strict, limit=limit, cache=cache, name=NAME)
     if ds.class_names != list(STYLES):
