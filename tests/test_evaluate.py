@@ -24,8 +24,14 @@ def test_eval_pair_same_folder_is_zero_and_cached(shapes, evaluator, monkeypatch
                  "--metrics", "fid,kid,pr,dc", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert abs(res["fid"]) < 1e-6
-    assert res["precision"] == pytest.approx(1.0) and res["coverage"] == pytest.approx(1.0)
-    assert "fid" in capsys.readouterr().out
+    assert res["precision"] == pytest.approx(1.0), res
+    # many shapes repeat (radius 0): open balls, as in Naeem et al.'s code, never cover those
+    assert 0.3 < res["coverage"] < 1.0 and res["density"] < 1.0, res
+    cap = capsys.readouterr()
+    assert "fid" in cap.out and "caveats" not in cap.out
+    # 100 images per side: every estimate is flagged, in the JSON and as a warning on stderr
+    assert [c.split(":")[0] for c in res["caveats"]] == ["fid", "kid", "kid", "pr", "dc"]
+    assert "warning: fid:" in cap.err and "kid_std is 0 by construction" in cap.err
     n_first = len(calls)
     assert n_first >= 1
     # Second time: both sides come from the reference cache, no feature extraction at all.
@@ -59,6 +65,7 @@ def test_eval_run_and_eval_during_training(shapes, evaluator, tmp_path, capsys):
     for k in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
         assert k in res
     assert res["fid"] > 0 and res["step"] == 10
+    assert any(c.startswith("pr: precision/recall from 64 samples") for c in res["caveats"])
 
 
 def test_missing_evaluator_names_the_command(shapes, capsys):

@@ -187,9 +187,48 @@ def test_inception_score_bounds():
         inception_score(z, 4)
 
 
+def test_inception_score_splits_as_the_authors_code():
+    """Chunk i is rows i*n//s .. (i+1)*n//s (openai/improved-gan), also when s does not divide n."""
+    z = rng(9).normal(size=(57, 6)) * 3
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    ref = []
+    for i in range(10):
+        part = p[i * 57 // 10:(i + 1) * 57 // 10]
+        py = part.mean(0, keepdims=True)
+        ref.append(np.exp((part * (np.log(part) - np.log(py))).sum(1).mean()))
+    assert inception_score(p, 10) == pytest.approx((np.mean(ref), np.std(ref)), rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_scores_refuse_nan_and_inf_features(bad):
+    x = rng(8).normal(size=(40, 5))
+    y = x.copy()
+    y[3, 2] = bad
+    for call in (lambda: kernel_inception_distance(x, y, n_subsets=2, subset_size=10),
+                 lambda: prdc(x, y), lambda: prdc(y, x),
+                 lambda: inception_score(y, 2, from_logits=True)):
+        with pytest.raises(ValueError, match="NaN or inf"):
+            call()
+
+
+def test_caveats_name_each_unreliable_estimate():
+    from ganforge.metrics import caveats
+    assert caveats(("fid", "kid", "pr", "dc"), 10_000, 10_000, 2048) == []
+    assert caveats(("fid", "kid", "pr", "dc"), 50_000, 10_000, 256, kid_subset_size=1000) == []
+    few = caveats(("fid", "kid", "pr", "dc", "hf"), 500, 500, 2048)
+    assert [c.split(":")[0] for c in few] == ["fid", "kid", "kid", "pr", "dc"]
+    assert "500 samples < 2048 feature dimensions" in few[0]
+    assert caveats(("fid",), 5000, 5000, 256) == [
+        "fid: 5000 samples < the usual 10,000; FID is biased upward at small n, so compare "
+        "only with FIDs of the same n"]
+    assert caveats(("kid",), 10_000, 10_000, 256, kid_subsets=1)[0].startswith("kid: every subset")
+    assert caveats(("hf", "is"), 2, 2, 2048) == []
+
+
 # ------------------------------------------------------------------------------------ PRDC
 def _prdc_naive(real, fake, k):
-    """Textbook definitions on full distance matrices (the reference for the chunked code)."""
+    """The reference definitions on full distance matrices: precision/recall with closed balls
+    (Kynkäänniemi et al.'s code), density/coverage with open ones (Naeem et al.'s prdc code)."""
     d_rr = np.linalg.norm(real[:, None] - real[None], axis=-1)
     d_ff = np.linalg.norm(fake[:, None] - fake[None], axis=-1)
     d_rf = np.linalg.norm(real[:, None] - fake[None], axis=-1)  # (N, M)
@@ -199,8 +238,8 @@ def _prdc_naive(real, fake, k):
     return {
         "precision": inside.any(0).mean(),
         "recall": (d_rf <= r_fake[None, :]).any(1).mean(),
-        "density": inside.sum() / (k * fake.shape[0]),
-        "coverage": (d_rf.min(1) <= r_real).mean(),
+        "density": (d_rf < r_real[:, None]).sum() / (k * fake.shape[0]),
+        "coverage": (d_rf.min(1) < r_real).mean(),
     }
 
 
@@ -208,8 +247,9 @@ def test_prdc_identical_sets():
     x = rng(10).normal(size=(200, 8))
     r = prdc(x, x, k=3)
     assert r["precision"] == 1.0 and r["recall"] == 1.0 and r["coverage"] == 1.0
-    # each real ball holds its centre and its k neighbours: density = (k + 1) / k
-    assert r["density"] == pytest.approx(4 / 3)
+    # each real ball holds its centre and k - 1 neighbours strictly inside (the k-th is on the
+    # boundary): density = 1, as Naeem et al.'s code gives (it was (k + 1) / k with <=)
+    assert r["density"] == pytest.approx(1.0, abs=1e-12)
 
 
 def test_prdc_disjoint_far_sets():
@@ -223,13 +263,14 @@ def test_prdc_subset_on_a_line():
     # fake radii 3 at 0 and 9, 2 inside. By hand (closed balls):
     #   precision 1 (fake points are real points); recall: reals 0..12 lie in some fake ball
     #   (12 is at distance 3 from fake 9, radius 3) -> 13/20;
-    #   coverage: reals 0..11 have a fake within their own radius (11: fake 9 at 2) -> 12/20.
+    #   coverage (open balls): reals 0..10 have a fake strictly within their own radius
+    #   (10: fake 9 at 1 < 2; 11: fake 9 at 2, on the boundary, is not) -> 11/20.
     real = np.arange(20, dtype=np.float64)[:, None]
     fake = real[:10]
     r = prdc(real, fake, k=3)
     assert r["precision"] == 1.0
     assert r["recall"] == pytest.approx(0.65)
-    assert r["coverage"] == pytest.approx(0.60)
+    assert r["coverage"] == pytest.approx(0.55)
     assert r["density"] == pytest.approx(_prdc_naive(real, fake, 3)["density"])
 
 
@@ -431,6 +472,13 @@ class _TinyExtractor(FeatureExtractor):
 
     def logits(self, x):
         return self.head(self.features(x))
+
+
+def test_extractor_refuses_nan_images():
+    x = torch.zeros(2, 3, 16, 16)
+    x[1, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="tiny: images contain 1 NaN or inf"):
+        _TinyExtractor().features(x)
 
 
 def test_extract_features_batching_streaming_and_iterables():

@@ -50,6 +50,8 @@ from ganforge.metrics.scores import (
     DEFAULT_METRICS,
     METRICS,
     MetricInputs,
+    Scores,
+    caveats,
     compute_metrics,
     metric_keys,
 )
@@ -58,7 +60,7 @@ from ganforge.metrics.stats import FeatureStats
 __all__ = [
     "EXTRACTORS", "FeatureExtractor", "FIDInceptionV3", "load_inception", "FeatureStats",
     "Extracted", "extract_features", "compute_metrics", "METRICS", "DEFAULT_METRICS",
-    "MetricInputs", "metric_keys", "frechet_distance",
+    "MetricInputs", "Scores", "caveats", "metric_keys", "frechet_distance",
     "fid_from_features", "kernel_inception_distance", "inception_score", "prdc", "knn_radii",
     "SpectralStats", "high_frequency_share", "hf_ratio", "spectral_share",
 ]

@@ -5,8 +5,9 @@ Salimans et al. 2016, "Improved Techniques for Training GANs", section 4:
     IS = exp( E_x KL( p(y|x) || p(y) ) ),      p(y) = E_x p(y|x)
 
 computed, as in the authors' code (openai/improved-gan, inception_score/model.py), on
-``splits`` consecutive equal chunks of the samples, reported as mean and std (ddof = 0) of the
-per-chunk scores. No shuffling: chunk boundaries follow the input order, so pass samples in
+``splits`` consecutive chunks of the samples, chunk i being rows ``i*n//splits`` to
+``(i+1)*n//splits`` (the authors' boundaries; when n is not a multiple of ``splits`` the longer
+chunks are the later ones), reported as mean and std (ddof = 0) of the per-chunk scores. No shuffling: chunk boundaries follow the input order, so pass samples in
 random order (generated samples are).
 
 Bounds that the tests check: 1 when every p(y|x) is the same distribution, ``n_classes`` when
@@ -51,8 +52,9 @@ def inception_score(probs_or_logits: ArrayLike, splits: int = 10, *,
         logp = torch.log(z)  # log 0 = -inf is fine: it is only ever multiplied by p = 0
     p = logp.exp()
     scores = []
-    for idx in torch.tensor_split(torch.arange(n), splits):
-        p_c, logp_c = p[idx], logp[idx]
+    for i in range(splits):
+        lo, hi = i * n // splits, (i + 1) * n // splits
+        p_c, logp_c = p[lo:hi], logp[lo:hi]
         log_py = torch.log(p_c.mean(0, keepdim=True))
         # p * (log p - log p(y)), with 0 * log 0 = 0 (terms where p = 0 contribute nothing)
         kl = torch.where(p_c > 0, p_c * (logp_c - log_py), torch.zeros_like(p_c)).sum(1)

@@ -12,11 +12,17 @@ Density and coverage: Naeem et al. 2020, "Reliable Fidelity and Diversity Metric
 Generative Models", eq. (3)-(4). With real k-NN radii r_i (k = 5 in the paper; we default to the
 same k as precision/recall, 3, so all four share one pass, and accept any k):
 
-    density  = 1/(k M) sum_j sum_i 1[||fake_j - real_i|| <= r_i]
-    coverage = 1/N sum_i 1[min_j ||real_i - fake_j|| <= r_i]
+    density  = 1/(k M) sum_j sum_i 1[||fake_j - real_i|| < r_i]
+    coverage = 1/N sum_i 1[min_j ||real_i - fake_j|| < r_i]
 
-Balls are closed (``<=``), as in Kynkäänniemi's definition, with a rounding allowance so that
-exact ties (shared points) are decided the same way however the distances were blocked.
+Precision and recall use closed balls (``<=``), as Kynkäänniemi et al.'s code does; density and
+coverage open ones (``<``), as Naeem et al.'s code (clovaai/generative-evaluation-prdc) does, so
+that a set scored against itself has density exactly 1 (with ``<=`` each point's k-th
+neighbour, on the boundary, would count too: (k+1)/k). Each test has a rounding allowance so
+that exact ties (shared points) are decided the same way however the distances were blocked:
+a tie is inside a closed ball and outside an open one. So a real point with k or more exact
+duplicates (radius 0) is never covered, and a sample on it adds nothing to density, as in the
+authors' code.
 
 Memory: distances are computed in row blocks of ``chunk_size`` x N (squared Euclidean,
 ||a||^2 + ||b||^2 - 2 a.b, in float64 by default), so the N x M matrix never exists at once.
@@ -38,26 +44,25 @@ def _prep(x: ArrayLike, what: str, dtype: torch.dtype,
     t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x.detach()
     if t.dim() != 2:
         raise ValueError(f"{what} must be a 2-D (N, D) array, got shape {tuple(t.shape)}")
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{what} contain {int((~torch.isfinite(t)).sum())} NaN or inf values")
     return t.to(device=device if device is not None else t.device, dtype=dtype)
 
 
-def _sqdist_blocks(a: torch.Tensor, b: torch.Tensor, chunk_size: int, slack: bool = False
-                   ) -> Iterator[Tuple[int, torch.Tensor]]:
-    """Yield (row offset, squared distances of a[offset:offset+chunk] to all of b).
-
-    With ``slack=True`` each distance is lowered by its rounding allowance (see
-    :func:`_rounding_slack`), for the ``<=`` ball-membership tests.
+def _sqdist_blocks(a: torch.Tensor, b: torch.Tensor, chunk_size: int
+                   ) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
+    """Yield (row offset, squared distances of a[offset:offset+chunk] to all of b, and each
+    distance's rounding allowance (see :func:`_rounding_slack`)): a ball-membership test
+    ``d - s <= r`` counts a tie inside, ``d + s < r`` outside.
     """
     b_sq = (b * b).sum(1)
-    c = _rounding_slack(a.shape[1], a.dtype) if slack else 0.0
+    c = _rounding_slack(a.shape[1], a.dtype)
     for i in range(0, a.shape[0], chunk_size):
         blk = a[i:i + chunk_size]
         blk_sq = (blk * blk).sum(1, keepdim=True)
         d = blk_sq + b_sq[None, :] - 2.0 * (blk @ b.T)
         d.clamp_min_(0.0)  # rounding can make a zero distance slightly negative
-        if slack:
-            d -= c * (blk_sq + b_sq[None, :])
-        yield i, d
+        yield i, d, c * (blk_sq + b_sq[None, :])
 
 
 def _rounding_slack(dim: int, dtype: torch.dtype) -> float:
@@ -86,7 +91,7 @@ def knn_radii(x: ArrayLike, k: int = 3, chunk_size: int = 1024, *,
     if not 1 <= k < x.shape[0]:
         raise ValueError(f"k must be between 1 and n - 1 = {x.shape[0] - 1}, got {k}")
     out = torch.empty(x.shape[0], dtype=dtype, device=x.device)
-    for i, d in _sqdist_blocks(x, x, chunk_size):
+    for i, d, _ in _sqdist_blocks(x, x, chunk_size):
         out[i:i + d.shape[0]] = d.topk(k + 1, dim=1, largest=False).values[:, k]
     return out
 
@@ -115,16 +120,15 @@ def prdc(real: ArrayLike, fake: ArrayLike, k: int = 3, chunk_size: int = 1024, *
     fake_in_real = torch.zeros(m, dtype=torch.bool, device=x.device)   # precision
     fake_count = torch.zeros(m, dtype=dtype, device=x.device)          # density
     real_in_fake = torch.zeros(n, dtype=torch.bool, device=x.device)   # recall
-    real_min_d = torch.full((n,), float("inf"), dtype=dtype, device=x.device)  # coverage
-    for j, d in _sqdist_blocks(y, x, chunk_size, slack=True):  # (fake block, all reals)
-        inside_real = d <= r_real[None, :]
-        fake_in_real[j:j + d.shape[0]] = inside_real.any(1)
-        fake_count[j:j + d.shape[0]] = inside_real.sum(1).to(dtype)
-        real_in_fake |= (d <= r_fake[j:j + d.shape[0], None]).any(0)
-        real_min_d = torch.minimum(real_min_d, d.min(0).values)
+    real_covered = torch.zeros(n, dtype=torch.bool, device=x.device)   # coverage
+    for j, d, s in _sqdist_blocks(y, x, chunk_size):  # (fake block, all reals)
+        fake_in_real[j:j + d.shape[0]] = (d - s <= r_real[None, :]).any(1)
+        fake_count[j:j + d.shape[0]] = (d + s < r_real[None, :]).sum(1).to(dtype)
+        real_in_fake |= (d - s <= r_fake[j:j + d.shape[0], None]).any(0)
+        real_covered |= (d + s < r_real[None, :]).any(0)
     return {
         "precision": float(fake_in_real.to(dtype).mean()),
         "recall": float(real_in_fake.to(dtype).mean()),
         "density": float(fake_count.sum() / (k * m)),
-        "coverage": float((real_min_d <= r_real).to(dtype).mean()),
+        "coverage": float(real_covered.to(dtype).mean()),
     }

@@ -26,7 +26,7 @@ Adding a metric: its maths as a pure function in a module of this package, and o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -172,6 +172,58 @@ def _is(i: MetricInputs) -> Dict[str, float]:
 #: feature-space metrics miss (checkerboard texture).
 DEFAULT_METRICS: Tuple[str, ...] = tuple(n for n in METRICS.names(sort=False)
                                          if METRICS.get(n).default)
+
+
+#: FID and KID are usually reported from 10,000 (or 50,000) samples; fewer bias FID upward
+#: (Chong & Forsyth 2020) and the numbers stop being comparable with published ones.
+REFERENCE_N = 10_000
+#: below this many samples per side, k-NN precision/recall/density/coverage (k = 3) move by
+#: several points between draws (Kynkäänniemi et al. 2019 use 50,000; Naeem et al. 10,000).
+PRDC_MIN_N = 1_000
+
+
+class Scores(dict):
+    """``{metric key: float}`` (what :func:`compute_metrics` returns) that also carries
+    ``caveats``: one sentence per estimate that is unreliable at these sample counts
+    (:func:`caveats`), for the CLI to warn and the JSON to keep."""
+
+    def __init__(self, values: Dict[str, float], caveats: Sequence[str] = ()):
+        super().__init__(values)
+        self.caveats: List[str] = list(caveats)
+
+
+def caveats(metrics: Sequence[str], n_real: int, n_fake: int, dim: int, *,
+            kid_subsets: int = 100, kid_subset_size: int = 1000) -> List[str]:
+    """Sentences naming each requested estimate that is unreliable at these counts: FID/KID
+    from fewer samples than feature dimensions (a rank-deficient covariance) or than
+    :data:`REFERENCE_N`; a KID whose subsets are all the same set or one subset (its std says
+    nothing); precision/recall/density/coverage below :data:`PRDC_MIN_N` per side. Empty
+    when every estimate is in its usual range. ``n_real``/``n_fake``: samples per side;
+    ``dim``: feature dimensions."""
+    out: List[str] = []
+    n = min(n_real, n_fake)
+    for name in ("fid", "kid"):
+        if name not in metrics:
+            continue
+        if n < dim and name == "fid":
+            out.append(f"fid: {n} samples < {dim} feature dimensions, so the covariance is "
+                       f"rank-deficient and the estimate unreliable")
+        elif n < dim:
+            out.append(f"kid: {n} samples < {dim} feature dimensions; KID stays unbiased but "
+                       f"varies widely between draws at this n")
+        elif n < REFERENCE_N and name == "fid":
+            out.append(f"fid: {n} samples < the usual {REFERENCE_N:,}; FID is biased upward "
+                       f"at small n, so compare only with FIDs of the same n")
+    if "kid" in metrics:
+        m = min(kid_subset_size, n_real, n_fake)
+        if kid_subsets < 2 or (m == n_real and m == n_fake):
+            out.append(f"kid: every subset is the same {m} samples, so kid_std is 0 by "
+                       f"construction and says nothing about the estimate's spread")
+    for name, keys in (("pr", "precision/recall"), ("dc", "density/coverage")):
+        if name in metrics and n < PRDC_MIN_N:
+            out.append(f"{name}: {keys} from {n} samples < {PRDC_MIN_N:,} per side move by "
+                       f"several points between draws")
+    return out
 
 
 def metric_keys() -> Tuple[str, ...]:

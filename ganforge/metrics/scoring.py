@@ -29,6 +29,8 @@ from ganforge.metrics import (
     EXTRACTORS,
     METRICS,
     FeatureExtractor,
+    Scores,
+    caveats,
     compute_metrics,
     extract_features,
     load_inception,
@@ -136,10 +138,12 @@ def min_images(metrics: Sequence[str]) -> int:
 def score(real: Dict[str, Any], fake_feats: torch.Tensor, metrics: Sequence[str],
           fake_logits: Optional[torch.Tensor] = None, seed: int = 0,
           sides: Tuple[str, str] = ("the real side", "the generated side"),
-          fake_hf: Optional[torch.Tensor] = None) -> Dict[str, float]:
+          fake_hf: Optional[torch.Tensor] = None) -> Scores:
     """Compare fake features (N, D) with a :func:`real_features` entry; the KID subset size
     adapts to small n. ``fake_hf``: the generated images' (C,) high-frequency share, for
-    ``hf`` (left out of the scores when not given). Returns ``{metric key: value}`` (see :data:`ganforge.metrics.METRICS`).
+    ``hf`` (left out of the scores when not given). Returns :class:`Scores`: ``{metric key:
+    value}`` (see :data:`ganforge.metrics.METRICS`) with ``.caveats``, the estimates that are
+    unreliable at these sample counts (:func:`ganforge.metrics.scores.caveats`).
     Raises :class:`EvalError` naming the side (``sides``: how the user named them, e.g. the
     flags) when a side has fewer images than the metrics need (:func:`min_images`)."""
     need = min_images(metrics)
@@ -154,13 +158,17 @@ def score(real: Dict[str, Any], fake_feats: torch.Tensor, metrics: Sequence[str]
         raise EvalError("the Inception Score needs an extractor with class logits")
     if "hf" in metrics and (fake_hf is None or real.get("hf_share") is None):
         metrics = [m for m in metrics if m != "hf"]
-    return compute_metrics(real["features"], fake_feats, metrics=list(metrics), fake_logits=fake_logits,
-                           real_hf=real.get("hf_share"), fake_hf=fake_hf, seed=seed, **kw)
+    values = compute_metrics(real["features"], fake_feats, metrics=list(metrics),
+                             fake_logits=fake_logits, real_hf=real.get("hf_share"),
+                             fake_hf=fake_hf, seed=seed, **kw)
+    return Scores(values, caveats(metrics, real["features"].shape[0], fake_feats.shape[0],
+                                  fake_feats.shape[1], **kw))
 
 
 def score_images(batches: Iterable[torch.Tensor], extractor: FeatureExtractor, real: Dict[str, Any], *,
-                 metrics: Sequence[str], seed: int = 0) -> Dict[str, float]:
-    """Scores of generated images (an iterable of float [-1, 1] NCHW batches) against ``real``."""
+                 metrics: Sequence[str], seed: int = 0) -> Scores:
+    """Scores of generated images (an iterable of float [-1, 1] NCHW batches) against
+    ``real`` (:func:`score`)."""
     with_logits = "is" in metrics
     spectral = SpectralStats() if "hf" in metrics else None
 

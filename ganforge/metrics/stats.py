@@ -31,14 +31,18 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
 def as_float64(x: ArrayLike, what: str = "features") -> torch.Tensor:
-    """``x`` as a 2-D float64 CPU tensor; raises a ValueError naming ``what`` otherwise."""
+    """``x`` as a 2-D float64 CPU tensor; raises a ValueError naming ``what`` when it is not
+    2-D numeric, or holds NaN or inf (a score of them would be a silent NaN)."""
     t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
     t = t.detach()
     if t.dim() != 2:
         raise ValueError(f"{what} must be a 2-D (N, D) array, got shape {tuple(t.shape)}")
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
         raise ValueError(f"{what} must be numeric, got dtype {t.dtype}")
-    return t.to(device="cpu", dtype=torch.float64)
+    t = t.to(device="cpu", dtype=torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{what} contain {int((~torch.isfinite(t)).sum())} NaN or inf values")
+    return t
 
 
 class FeatureStats:

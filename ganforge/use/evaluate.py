@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -66,7 +67,8 @@ def evaluate_pair(real_spec: str, fake_spec: str, *, metrics: Sequence[str] = DE
     scores = score(real, fake["features"], metrics, fake_logits=fake.get("logits"), seed=seed,
                    sides=(f"--real {real_spec}", f"--fake {fake_spec}"), fake_hf=fake.get("hf_share"))
     return {"real": f"{real['data']} ({real_split})", "fake": f"{fake['data']} ({fake_split})",
-            "extractor": ex.name, "n_real": real["n"], "n_fake": fake["n"], **scores}
+            "extractor": ex.name, "n_real": real["n"], "n_fake": fake["n"], **scores,
+            **({"caveats": scores.caveats} if scores.caveats else {})}
 
 
 def _split(spec: DataSpec) -> str:
@@ -76,8 +78,9 @@ def _split(spec: DataSpec) -> str:
 
 
 def format_table(result: Dict[str, Any]) -> str:
-    """``key  value`` lines, floats with 4 decimals (1 above 1000)."""
-    rows = [(k, v) for k, v in result.items()]
+    """``key  value`` lines, floats with 4 decimals (1 above 1000); ``caveats`` (the estimates
+    unreliable at these counts) are left to :func:`run`, which prints them as warnings."""
+    rows = [(k, v) for k, v in result.items() if k != "caveats"]
     width = max(len(k) for k, _ in rows)
     out = []
     for k, v in rows:
@@ -103,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("nothing to evaluate: give a run folder/checkpoint, or both --real and --fake "
                         "(e.g. --real fashion-mnist:train --fake fashion-mnist:test)")
     print(format_table(result))
+    for c in result.get("caveats", ()):
+        print(f"warning: {c}", file=sys.stderr)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -13,7 +13,7 @@ import torch
 
 from ganforge.core.errors import EvalError, UserError
 from ganforge.data.classes import resolve_class
-from ganforge.metrics import scoring
+from ganforge.metrics import caveats, scoring
 from ganforge.metrics.domain.network import load_evaluator
 from ganforge.metrics.per_class import class_index_map, conditional_scores
 from ganforge.render.images import make_grid
@@ -145,10 +145,14 @@ class ConditionalModel(NoiseModel):
         real_y = class_index_map(real_names, names)[real["labels"].long()]  # into the run's order
         real_pred = from_ev[real["logits"].argmax(1)] if real.get("logits") is not None else None
         out = conditional_scores(feats.cpu(), pred, labels, real["features"], real_y, k, real_pred)
+        fewest_real = int(torch.bincount(real_y[real_y >= 0], minlength=k).min())
+        cav = [f"intra-class {c}" for c in caveats(("fid",), fewest_real, n_per_class,
+                                                   feats.shape[1])]
         for row in out["per_class"]:
             row["class"] = names[row["index"]]
         return {"run": str(info.source), "step": info.step, "extractor": "domain",
                 "evaluator": str(getattr(ev, "path", "") or ""),
                 "evaluator_accuracy": float(getattr(ev, "accuracy", float("nan"))),
                 "real": f"{real['data']} ({used})", "n_per_class": n_per_class,
-                "n_real": int(real["features"].shape[0]), **out}
+                "n_real": int(real["features"].shape[0]), **out,
+                **({"caveats": cav} if cav else {})}

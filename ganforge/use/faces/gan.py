@@ -112,4 +112,4 @@ class NoiseModel(Generator):
                                       metrics=req.metrics, seed=req.seed)
         return {"step": info.step, "extractor": ex.name, "generator": info.modules.get("G", "G"),
                 "real": f"{real['data']} ({real['split']})", "n_real": real["n"], "n_fake": req.n,
-                **scores}
+                **scores, **({"caveats": scores.caveats} if scores.caveats else {})}
