@@ -552,6 +552,17 @@ def test_latest_pt_is_trusted_over_a_higher_numbered_file(tmp_path):
     assert path == p2 and got["step"] == 2
 
 
+def test_best_without_a_best_checkpoint_is_refused(tmp_path):
+    from ganforge.cli import main
+    run = tmp_path / "run"
+    save_checkpoint({"step": 1}, run, 1)
+    with pytest.raises(CheckpointError, match=r"no best\.pt; .*--eval-every N\); use --checkpoint latest"):
+        find_checkpoint(run, "best")
+    assert main(["sample", str(run), "--checkpoint", "best", "--n", "1", "--out",
+                 str(tmp_path / "x.png")]) == 2
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_damaged_best_falls_back_to_latest(tmp_path):
     run = tmp_path / "run"
     p1 = save_checkpoint(state(1), run, 1)

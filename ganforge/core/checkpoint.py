@@ -585,10 +585,13 @@ def _resolve(path: str | Path, which: str, map_location: Any) -> Tuple[Path, Opt
     found = None
     if which == "best":
         best = d / BEST
-        if best.is_file():
-            got = search.attempt(best)
-            if got is not None:
-                return best, got[0], got[1]
+        if not best.is_file():
+            raise CheckpointError(f"{d.parent if d.name == 'checkpoints' else d}: no {BEST}; a run "
+                                  f"keeps one only when it scores FID while training (--eval-every "
+                                  f"N); use --checkpoint latest")
+        got = search.attempt(best)
+        if got is not None:
+            return best, got[0], got[1]
     elif which != "latest":
         cand = d / f"{which}.pt"
         if cand.is_file():
@@ -605,8 +608,9 @@ def _resolve(path: str | Path, which: str, map_location: Any) -> Tuple[Path, Opt
 def find_checkpoint(path: str | Path, which: str = "latest") -> Path:
     """The checkpoint file for a run folder, its checkpoints folder, or a file (returned as
     is). ``which``: ``latest`` (the newest that verifies: damaged ones are renamed
-    ``*.damaged`` with a :class:`CheckpointWarning` and an older one used), ``best`` (falls
-    back to latest), or a file stem in the folder. The state read to verify it is kept for the
+    ``*.damaged`` with a :class:`CheckpointWarning` and an older one used), ``best`` (a damaged
+    one falls back to latest with a warning; a run without one is refused: it keeps one only
+    when it scores FID while training), or a file stem in the folder. The state read to verify it is kept for the
     :func:`load_checkpoint` of that file that usually follows (no second read)."""
     f, state, sig = _resolve(path, which, "cpu")
     if state is not None:

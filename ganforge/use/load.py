@@ -30,7 +30,7 @@ def load(path: str | Path, checkpoint: str = "latest", *, ema: bool = True,
     """The trained generator(s) of a run folder, its checkpoints folder, a checkpoint file or an
     export folder (``ganforge export``), as the run's task face.
 
-    ``checkpoint``: ``"latest"`` or ``"best"`` (falls back to latest) for a run folder (not
+    ``checkpoint``: ``"latest"`` or ``"best"`` (refused when the run kept none) for a run folder (not
     used for an export); ``ema``: the generators' weight averages when the run kept them
     (``--no-ema`` turns it off); ``device``: where the generators live (``cpu``, ``cuda``,
     ``cuda:N``, ``auto``). Raises :class:`UserError` for another ``checkpoint`` or device, a
