@@ -1,4 +1,5 @@
-"""Datasets: named ones (``fashion-mnist``, ``mnist``, ``emoji``), folders of images and
+"""Datasets: named ones (``fashion-mnist``, ``mnist``, ``emoji``, ``avatars``, ``wesnoth``),
+folders of images and
 ``.npy``/``.npz`` arrays, decoded once to uint8 NCHW and cached on disk as a ``.npy``
 that large datasets use memory-mapped (see :mod:`ganforge.data.cache`).
 
@@ -20,6 +21,8 @@ Modules, one idea each:
   folder      a folder of images (class subfolders, skipping unreadable files)
   arrays      .npy / .npz arrays
   emoji       the Noto Color Emoji dataset
+  avatars     cartoon faces rendered offline with DiceBear (labelled by style)
+  wesnoth     the Battle for Wesnoth unit sprites (labelled by race)
   transforms  whole-tensor resize and channel conversion
   cache       decoded arrays on disk (memory-mapped .npy + metadata)
   resolve     load_dataset: spec -> dataset

@@ -18,10 +18,13 @@ override or a resumed run's saved config; those always win):
 ``ema.half_life``      ``10`` (thousand images; an EMA of G's weights) likewise. Both the best
                        combination of ``benchmarks/bench_toolbox.py`` (1,000 and 60,000
                        Fashion-MNIST images; the default preset before ganforge tune).
-                       Grayscale evidence only: on the colour emoji glyphs the colour
-                       jitter hurt the resize-convolution DCGAN and helped FastGAN (one
-                       run each, benchmarks/results/emoji.md), too little to choose by
-                       channel count, so the README suggests trying it without.
+                       On colour data the evidence is mixed, so colour folders get the
+                       same: the colour jitter hurt the resize-convolution DCGAN on the
+                       emoji glyphs and helped FastGAN (one run each,
+                       benchmarks/results/emoji.md); on the Wesnoth sprites as a plain
+                       folder (4,019 images, 32 px, 5 minutes, one seed) these defaults
+                       gave FID 152 and the same without the jitter 166
+                       (benchmarks/results/colour/wesnoth-folder-32.md).
 =====================  =========================================================================
 
 Why 10,000 images for "small": DiffAugment's gains are largest below that size (Zhao et al.

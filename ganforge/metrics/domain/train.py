@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ganforge.core.argtypes import at_least, positive
 from ganforge.core.command import Command
+from ganforge.core.devices import resolve_device
 from ganforge.data import DataError, load_dataset, to_float
 from ganforge.data.batching import BatchLoader
 from ganforge.data.spec import registered_name
@@ -363,7 +364,8 @@ def cli_evaluator_train(args: argparse.Namespace) -> int:
                            flip=getattr(args, "flip", None), shift=getattr(args, "shift", None),
                            out=args.out, time_budget=getattr(args, "time_budget", None),
                            limit=getattr(args, "limit", 0) or 0,
-                           threads=getattr(args, "threads", 0) or 0, progress=True)
+                           threads=getattr(args, "threads", 0) or 0,
+                           device=resolve_device(getattr(args, "device", "cpu")), progress=True)
     ev = load_evaluator(path)
     print(f"domain evaluator: test accuracy {ev.accuracy:.2%} "
           f"({ev.meta['test_images']} {ev.meta['eval_split']} images), "
@@ -417,6 +419,7 @@ def arguments(e: argparse.ArgumentParser) -> None:
     t.add_argument("--out", metavar="PATH", help="evaluator file (default "
                                                  "$GANFORGE_CACHE/evaluators/<data>-<size>px.pt)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     t.add_argument("--threads", type=at_least(0, "as many as the machine has idle cores"), default=0, metavar="N",
                    help="torch CPU threads (default 0: as many as the machine has idle cores)")
     t.set_defaults(action=cli_evaluator_train)
