@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ganforge.core.registry import Registry
+from ganforge.metrics.stats import require_finite
 
 EXTRACTORS = Registry("feature extractor")
 
@@ -89,10 +90,8 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"{self.name}: images must be float in [-1, 1], got dtype {x.dtype} "
                              f"(convert uint8 with x.float() / 127.5 - 1)")
         if x.numel():
-            if not bool(torch.isfinite(x).all()):
-                bad = int((~torch.isfinite(x)).sum())
-                raise ValueError(f"{self.name}: images contain {bad} NaN or inf values (a "
-                                 f"diverged generator?); score only finite images in [-1, 1]")
+            require_finite(x, f"{self.name}: images", " (a diverged generator?); score only "
+                                                      "finite images in [-1, 1]")
             lo, hi = float(x.min()), float(x.max())
             # Generous margin (resampling can overshoot a little); catches [0, 255] input.
             if lo < -1.5 or hi > 1.5:

@@ -36,6 +36,8 @@ from typing import Dict, Iterator, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from ganforge.metrics.stats import require_finite
+
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
@@ -44,8 +46,7 @@ def _prep(x: ArrayLike, what: str, dtype: torch.dtype,
     t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x.detach()
     if t.dim() != 2:
         raise ValueError(f"{what} must be a 2-D (N, D) array, got shape {tuple(t.shape)}")
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{what} contain {int((~torch.isfinite(t)).sum())} NaN or inf values")
+    require_finite(t, what)
     return t.to(device=device if device is not None else t.device, dtype=dtype)
 
 

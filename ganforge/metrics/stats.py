@@ -30,6 +30,15 @@ import torch
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
+def require_finite(t: torch.Tensor, what: str, hint: str = "") -> torch.Tensor:
+    """``t`` itself; raises a ValueError naming ``what``, the count of NaN/inf values and
+    ``hint`` when a floating tensor holds any (a score of them would be a silent NaN)."""
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{what} contain {int((~torch.isfinite(t)).sum())} NaN or inf "
+                         f"values{hint}")
+    return t
+
+
 def as_float64(x: ArrayLike, what: str = "features") -> torch.Tensor:
     """``x`` as a 2-D float64 CPU tensor; raises a ValueError naming ``what`` when it is not
     2-D numeric, or holds NaN or inf (a score of them would be a silent NaN)."""
@@ -39,10 +48,7 @@ def as_float64(x: ArrayLike, what: str = "features") -> torch.Tensor:
         raise ValueError(f"{what} must be a 2-D (N, D) array, got shape {tuple(t.shape)}")
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
         raise ValueError(f"{what} must be numeric, got dtype {t.dtype}")
-    t = t.to(device="cpu", dtype=torch.float64)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{what} contain {int((~torch.isfinite(t)).sum())} NaN or inf values")
-    return t
+    return require_finite(t.to(device="cpu", dtype=torch.float64), what)
 
 
 class FeatureStats:
