@@ -65,8 +65,34 @@ def test_gives_up_after_max_rollbacks_and_keeps_good_checkpoint(tmp_path):
     tr = Trainer(tiny_cfg(tmp_path, **{"guard.max_rollbacks": 2}), dataset=blobs(), quiet=True)
     orig = tr.task.loss
     tr.task.loss = lambda phase, batch, **kw: (lambda v, l: (v * float("nan"), {**l, "loss_D": v.detach() * float("nan")}))(*orig(phase, batch, **kw))
-    with pytest.raises(TrainingDiverged, match="after 2 rollbacks"):
+    with pytest.raises(TrainingDiverged, match="after 2 rollbacks") as e:
         tr.fit()
+    if not (tmp_path / "checkpoints").exists():     # names only what exists
+        assert "no checkpoint was written before it diverged" in str(e.value)
+        assert "checkpoints" not in str(e.value).replace("no checkpoint was", "")
+
+
+def test_rollbacks_compound_and_save_a_run_that_diverges_at_its_rates(tmp_path):
+    """D's loss is NaN at step 5 while the learning rate is above x0.3 of the configured one
+    (a run that diverges at its rates): rollback 1 (x0.5) diverges again at the same step,
+    rollback 2 goes to x0.25 and the run trains through (issue 26, qa case 21)."""
+    tr = Trainer(tiny_cfg(tmp_path), dataset=blobs(), quiet=True)
+    base = tr.optimizers["D"].param_groups[0]["lr"]
+    orig = tr.task.loss
+
+    def loss(phase, batch, **kw):
+        value, logs = orig(phase, batch, **kw)
+        if phase == "D" and tr.step_count == 5 and tr.optimizers["D"].param_groups[0]["lr"] > 0.3 * base:
+            value = value * float("nan")
+            logs = {**logs, "loss_D": value.detach()}
+        return value, logs
+    tr.task.loss = loss
+    tr.fit()
+    back = [r for r in rows(tmp_path) if "rollback" in r]
+    assert [r["lr_scale"] for r in back] == [0.5, 0.25] and [r["step"] for r in back] == [4, 4]
+    st = load_checkpoint(tmp_path)
+    assert st["step"] == 8 and st["guard"]["lr_scale"] == 0.25
+    assert st["schedulers"]["D"]["base_lrs"] == [pytest.approx(base * 0.25)]
     assert not (tmp_path / "checkpoints" / "latest.pt").exists() or all(
         torch.isfinite(v).all() for m in load_checkpoint(tmp_path)["modules"].values()
         for v in m.values() if v.is_floating_point())

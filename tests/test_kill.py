@@ -45,6 +45,7 @@ from PIL import Image
 
 import ganforge.cli as cli
 from ganforge.core import checkpoint as ckpt
+from ganforge.core import runfolder
 from ganforge.core.files import SLOW_WRITE_ENV
 from tests.helpers import assert_same_checkpoint
 
@@ -391,12 +392,19 @@ class Kill:
         return max(0, self.reached - self.next_start)
 
 
+def _next_argv(argv: List[str], run: Path) -> List[str]:
+    """What a user types after a kill: ``--resume`` once the folder holds a run (a kill during
+    start-up can leave none: ``--resume`` is then refused, so they start it plainly)."""
+    started = runfolder.holds_run(run) or runfolder.started_without_checkpoint(run)
+    return argv + (["--resume"] if started else [])
+
+
 def _start_of(child: Child) -> Optional[int]:
     m = re.search(r"resumed from .* at step (\d+)", child.text)
     if m:
         return int(m.group(1))
-    if "--resume: no checkpoint in" in child.text:
-        return 0
+    if "has no checkpoint yet" in child.text or "[ganforge] training " in child.text:
+        return 0    # started again from step 0 (a kill before the first checkpoint)
     return None
 
 
@@ -451,7 +459,7 @@ def test_training_survives_sigkill_at_random_moments(tmp_path):
         via = "subprocess" if final or attempt + 1 in SUBPROCESS_ATTEMPTS else "fork"
         kind = plan["kind"] if plan else "none"
         env = {SLOW_WRITE_ENV: str(SLOW)} if kind in ("ckpt-write", "other-write") else {}
-        argv = _train_argv(npz, run) + ["--resume"]
+        argv = _next_argv(_train_argv(npz, run), run)
         if via == "subprocess":
             child = Child(argv=argv, env=env)
         else:
@@ -466,7 +474,7 @@ def test_training_survives_sigkill_at_random_moments(tmp_path):
             ended = not child.sleep(plan["u"] * t_first)
         elif kind == "step":
             m = child.expect(r"^(?:\[ganforge\] resumed from .* at step (\d+)|"
-                             r"\[ganforge\] --resume: no checkpoint in .*)$")
+                             r"\[ganforge\] (?:--resume: .* has no checkpoint yet|training ).*)$")
             if m is None:
                 ended = True
             else:
@@ -766,17 +774,19 @@ def test_sample_grids_and_gif_writes_killed(tmp_path):
     npz = _blobs_npz(tmp_path / "blobs.npz")
     ref, run = tmp_path / "ref", tmp_path / "run"
     over = ("log.ckpt_every=4", "log.sample_every=4", "log.log_every=2")
-    argv = _train_argv(npz, run, 8, *over) + ["--resume"]
     _ok(Child(lambda: cli.main(_train_argv(npz, ref, 8, *over))))
     grid = lambda s: run / "samples" / f"step-{s:07d}.png"   # noqa: E731
     gif = run / "training.gif"
 
+    def argv() -> List[str]:    # what a user types next (see _next_argv)
+        return _next_argv(_train_argv(npz, run, 8, *over), run)
+
     def killed(part: str, which: str) -> None:
-        _kill_in_write(lambda: cli.main(argv), part, which)
+        _kill_in_write(lambda: cli.main(argv()), part, which)
 
     # Killed between the write and the removal of the --out writability probe (a wrapper of
     # Path.unlink in the child pauses there): the probe file is left, for the next session.
-    child = Child(lambda: cli.main(argv), setup=_pause_before_probe_removal)
+    child = Child(lambda: cli.main(argv()), setup=_pause_before_probe_removal)
     m = child.expect(r"^kill-test: probe (.+)$")
     assert m is not None and child.kill() == -signal.SIGKILL, child.text[-3000:]
     assert Path(m.group(1)).exists()
@@ -791,13 +801,13 @@ def test_sample_grids_and_gif_writes_killed(tmp_path):
     assert grid(8).read_bytes() == before
     killed("training.gif", "half")                      # after the last checkpoint
     assert not gif.exists() and ckpt.load_checkpoint(run)["step"] == 8
-    c = _ok(Child(lambda: cli.main(argv)))              # nothing left to train...
+    c = _ok(Child(lambda: cli.main(argv())))            # nothing left to train...
     assert "nothing to do" in c.text
     assert gif.exists(), "the GIF a kill prevented was not made on --resume"   # ...but the GIF
     before = gif.read_bytes()
     killed("training.gif", "full")
     assert gif.read_bytes() == before
-    _ok(Child(lambda: cli.main(argv)))
+    _ok(Child(lambda: cli.main(argv())))
     for p in (ref / "samples").iterdir():
         assert all(np.array_equal(a, b) for a, b in zip(_pixels(p), _pixels(run / "samples" / p.name)))
     assert sorted(p.name for p in (run / "samples").iterdir()) == \

@@ -71,3 +71,65 @@ def test_list_shows_every_registry(capsys):
                     "augmentations (", "presets (", "feature extractors:"):
         assert section in out
     assert "adamw" in out and "kid" in out
+
+
+# --------------------------------------------------------------------------- every combination
+PRECISIONS = ("none", "bf16")
+
+
+def _one_step_each(make_cfg, dataset, tmp_path, axes):
+    """Build and train one step for each combination in ``axes`` ({key: values}); returns the
+    combinations that ended in anything but success or a GanforgeError (a refusal before the
+    first step is fine: it is one line for the user)."""
+    import itertools
+
+    from ganforge.core.errors import GanforgeError
+    from ganforge.training import runtime
+    keys = list(axes)
+    bad = []
+    # bf16 as on a CPU with native bf16 (AVX512-BF16/AMX), whatever this machine has: the
+    # combinations users of such CPUs reach must be walked on every machine
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runtime, "cpu_has_bf16", lambda: True)
+        for i, values in enumerate(itertools.product(*axes.values())):
+            over = dict(zip(keys, values))
+            try:
+                tr = Trainer(make_cfg(tmp_path / str(i), **over), dataset=dataset, quiet=True)
+                tr.step()
+            except GanforgeError:
+                continue
+            except Exception as e:  # noqa: BLE001 - what the walk is for
+                bad.append(f"{over}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+    return bad
+
+
+@pytest.mark.parametrize("task", ["gan", "conditional"])
+@pytest.mark.parametrize("family", ["dcgan", "fastgan", "mlp", "r3gan", "resnet"])
+def test_every_family_task_loss_and_precision_trains_a_step_or_is_refused(tmp_path, task, family):
+    """model family x task x loss x precision (device: this CPU; CUDA in
+    benchmarks/gpu_check.sh): one step each at tiny sizes. A CPU with native bf16 once ended
+    r3gan's step in an internal error (its antialiased downsampling has no bf16 kernel)."""
+    from ganforge.training.tasks import registered_names
+    names = registered_names()
+    assert family in names["model"]
+    assert set(names["task"]) == {"gan", "conditional", "cyclegan"}, "a new task: walk it here"
+    bad = _one_step_each(
+        lambda out, **o: tiny_cfg(out, **{"train.task": task, "model.name": family,
+                                          "train.steps": 1, "train.batch_size": 8, **o}),
+        blobs(n=16), tmp_path, {"train.loss": names["loss"], "train.amp": PRECISIONS})
+    assert not bad, "\n".join(bad)
+
+
+def test_the_walk_covers_every_model_family():
+    from ganforge.training.tasks import registered_names
+    walked = {"dcgan", "fastgan", "mlp", "r3gan", "resnet"}
+    assert set(registered_names()["model"]) == walked, "a new model family: add it to the walk"
+
+
+def test_every_cyclegan_loss_and_precision_trains_a_step_or_is_refused(tmp_path):
+    from ganforge.training.tasks import registered_names
+    from tests.helpers import cyclegan_cfg, domain_pair
+    bad = _one_step_each(lambda out, **o: cyclegan_cfg(out, **{"train.steps": 1, **o}),
+                         domain_pair(), tmp_path,
+                         {"train.loss": registered_names()["loss"], "train.amp": PRECISIONS})
+    assert not bad, "\n".join(bad)

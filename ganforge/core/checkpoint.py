@@ -49,6 +49,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ganforge.core import runfolder
 from ganforge.core.errors import RunError, UserError
 from ganforge.core.files import (
     IMAGE_EXTENSIONS,
@@ -64,7 +65,7 @@ FORMAT = "ganforge-checkpoint-1"
 #: every format this version reads (a checkpoint without the key predates it: format 1). An
 #: older format, once there is one, is upgraded where it is read, here.
 READS = (FORMAT,)
-CKPT_DIR = "checkpoints"
+CKPT_DIR = runfolder.CHECKPOINTS
 LATEST = "latest.pt"
 BEST = "best.pt"
 CHECKSUM_KEY = "checksum"
@@ -551,6 +552,8 @@ def _no_good(d: Path, notes: List[str]) -> CheckpointError:
 def _missing(path: Path, shown: Any) -> CheckpointError:
     if path.is_dir() and path.suffix == ".pt":
         return CheckpointError(f"'{shown}' is a directory, not a checkpoint file")
+    if runfolder.started_without_checkpoint(path):
+        return CheckpointError(runfolder.no_checkpoint_yet(path, shown))
     if path.is_dir() and not (path / CKPT_DIR).exists() and _holds_images(path):
         return CheckpointError(f"'{shown}' is a folder of images, not a run; give a run folder "
                                f"(the --out of ganforge train) or a checkpoint file")

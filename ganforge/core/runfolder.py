@@ -35,7 +35,6 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from ganforge.core import checkpoint as ckpt
 from ganforge.core.files import atomic_write_text
 
 CONFIG = "config.yaml"
@@ -45,7 +44,7 @@ CURVES = "curves.png"
 GIF = "training.gif"
 TENSORBOARD = "tensorboard"
 REPORT = "report.html"
-CHECKPOINTS = ckpt.CKPT_DIR
+CHECKPOINTS = "checkpoints"   # its files' format: ganforge/core/checkpoint.py
 #: What a run writes into its folder (what --overwrite deletes; nothing else is touched).
 RUN_OUTPUTS = (CHECKPOINTS, SAMPLES, TENSORBOARD, METRICS_LOG, CONFIG, CURVES, GIF)
 #: the first line of a run's config.yaml
@@ -70,6 +69,34 @@ def has_checkpoint(run_dir: str | Path) -> bool:
 def holds_run(run_dir: str | Path) -> bool:
     """True when ``run_dir`` has a checkpoint or a metrics log of a run."""
     return has_checkpoint(run_dir) or (Path(run_dir) / METRICS_LOG).exists()
+
+
+def started_without_checkpoint(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` holds a run that wrote its config or metrics log but no
+    checkpoint yet (killed, crashed or diverged before its first ``log.ckpt_every`` step)."""
+    d = Path(run_dir)
+    return (d.is_dir() and not has_checkpoint(d)
+            and ((d / CONFIG).is_file() or (d / METRICS_LOG).is_file()))
+
+
+def last_logged_step(run_dir: str | Path) -> Optional[int]:
+    """The highest ``step`` of the run's metrics log, or None when it logged none."""
+    steps = [r["step"] for r in read_rows(run_dir)
+             if isinstance(r.get("step"), int) and not isinstance(r.get("step"), bool)]
+    return max(steps) if steps else None
+
+
+def no_checkpoint_yet(run_dir: str | Path, shown: Any = None) -> str:
+    """One line for a run folder that holds a run with no checkpoint yet
+    (:func:`started_without_checkpoint`): how far it got and the command that continues it."""
+    shown = run_dir if shown is None else shown
+    step = last_logged_step(run_dir)
+    got = f"it stopped at step {step}, " if step else "it stopped "
+    every = ((read_config(run_dir) or {}).get("log") or {}).get("ckpt_every")
+    first = f" (step {every})" if isinstance(every, int) and every > 0 else ""
+    return (f"'{shown}' is a run with no checkpoint yet: {got}before its first checkpoint"
+            f"{first}; continue it with `ganforge train --out {shown} --resume` (it starts "
+            f"again from step 0 with its saved settings)")
 
 
 def clear_outputs(run_dir: Path) -> List[str]:

@@ -142,6 +142,10 @@ class DomainPair:
     def name(self) -> str:
         return f"{self.a.name} <-> {self.b.name}"
 
+    def fingerprint(self) -> str:
+        """Both training domains' :meth:`ImageDataset.fingerprint`, ``A+B``."""
+        return f"{self.a.fingerprint()}+{self.b.fingerprint()}"
+
     @property
     def channels(self) -> int:
         return self.a.channels

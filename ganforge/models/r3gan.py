@@ -234,8 +234,11 @@ class Down(nn.Module):
         self.conv = _width_change(c_in, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False,
-                          antialias=True)
+        low = x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16)
+        # the CPU's antialiased resampling has no bf16/fp16 kernel: filter in float32 there
+        y = F.interpolate(x.float() if low else x, scale_factor=0.5, mode="bilinear",
+                          align_corners=False, antialias=True)
+        x = y.to(x.dtype) if low else y
         return self.conv(x) if self.conv is not None else x
 
 

@@ -125,6 +125,7 @@ def render_report(*, title: str, summary: Sequence[Tuple[str, Any]], config: Map
                   rows: Sequence[Mapping[str, Any]] = (), curves_png: Optional[bytes] = None,
                   samples_png: Optional[bytes] = None, samples_caption: str = "",
                   gif: Optional[bytes] = None,
+                  progression: Sequence[Tuple[str, bytes]] = (),
                   classes: Optional[Sequence[Mapping[str, Any]]] = None,
                   translations: Optional[Sequence[Tuple[str, bytes]]] = None,
                   checkpoints: Sequence[Mapping[str, Any]] = (),
@@ -134,7 +135,7 @@ def render_report(*, title: str, summary: Sequence[Tuple[str, Any]], config: Map
 
     ``summary``/``environment``: (label, value) pairs; ``config``: the resolved config;
     ``rows``: the metrics log (its eval rows become the FID/KID table); image arguments are
-    PNG/GIF bytes; ``classes``: one dict per class with ``name`` and optionally ``accuracy``
+    PNG/GIF bytes; ``progression``: (caption, PNG) grids at a few steps, first to last; ``classes``: one dict per class with ``name`` and optionally ``accuracy``
     (a float) and ``png`` (a grid row of that class); ``translations``: (caption, PNG) pairs;
     ``checkpoints``: dicts with ``name``, ``step``, ``size`` (bytes); ``notes``: sections that
     could not be made, one line each."""
@@ -151,7 +152,10 @@ def render_report(*, title: str, summary: Sequence[Tuple[str, Any]], config: Map
 
     pics = _img(samples_png, "last sample grid", samples_caption or "last sample grid") + \
         _img(gif, "training animation", "training, from the first grid to the last")
-    parts.append(_section("Samples", f'<div class="row">{pics}</div>' if pics else ""))
+    strip = "".join(_img(png, cap, cap) for cap, png in progression)
+    pics = (f'<div class="row">{pics}</div>' if pics else "") + \
+        (f'<h3>Progression</h3><div class="row">{strip}</div>' if strip else "")
+    parts.append(_section("Samples", pics))
 
     if classes:
         has_acc = any(c.get("accuracy") is not None for c in classes)

@@ -6,8 +6,9 @@ a second run must never replace the first one's checkpoints, config or metrics l
 other GAN tools have lost finished runs this way). The folder must also be writable, which is
 checked before any data is loaded.
 
-Resuming compares the config given now with the one the run was trained with, before any
-weights are loaded: settings that change the networks or the data (``model.*``, ``data.*``,
+Resuming compares the data with what the run was trained on (:func:`check_resume_data`: the
+classes, names and order, and the images' count and fingerprint), and the config given now
+with the one the run was trained with, before any weights are loaded: settings that change the networks or the data (``model.*``, ``data.*``,
 the task, the losses and regularisers, ...) are refused with the keys and both values named;
 settings of the schedule and of the outputs (:data:`RESUMABLE`) may change, and each change
 is recorded in ``metrics.jsonl`` as a ``resumed`` row.
@@ -42,14 +43,22 @@ def check_writable(run_dir: Path) -> None:
 def removed_if_unused(run_dir: Path) -> Iterator[None]:
     """Around building a run: when ``run_dir`` did not exist before and building fails (bad
     data, a size the model cannot reach, ...), remove it again if it is still empty, so a
-    refused command leaves no empty run folder behind. An existing folder is never touched."""
-    existed = run_dir.exists()
+    refused command leaves no empty run folder behind, nor the empty folders above it that it
+    made (``runs/``). An existing folder is never touched."""
+    made = []      # the folders that do not exist yet, innermost first
+    p = Path(run_dir).absolute()
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
     try:
         yield
     except BaseException:
-        if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()
+        for d in made:
+            if d.is_dir() and not any(d.iterdir()):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            else:
+                break
         raise
 
 
@@ -87,12 +96,19 @@ def claim(run_dir: Path, *, resume: bool, overwrite: bool, write: bool,
     if write:
         check_writable(run_dir)
     if resume:
-        try:
+        if runfolder.has_checkpoint(run_dir):
+            # none that verifies is a CheckpointError naming the damaged files (set aside)
             path = ckpt.find_checkpoint(run_dir)
-        except ckpt.CheckpointError:
-            note(f"--resume: no checkpoint in {run_dir}; starting a new run")
+            return {"path": path, "state": ckpt.load_checkpoint(path, map_location="cpu")}
+        if runfolder.started_without_checkpoint(run_dir):
+            step = runfolder.last_logged_step(run_dir)
+            got = f"stopped at step {step} " if step else "stopped "
+            note(f"--resume: {run_dir} has no checkpoint yet ({got}before its first one); "
+                 f"starting it again from step 0 with its saved settings")
             return None
-        return {"path": path, "state": ckpt.load_checkpoint(path, map_location="cpu")}
+        raise UserError(f"--resume: {run_dir} holds no run to resume (no checkpoint, "
+                        f"{runfolder.CONFIG} or {runfolder.METRICS_LOG}); check the --out path, "
+                        f"or drop --resume to start a new run there")
     # Only the writer (rank 0) judges the folder: under torchrun it may already have written
     # this run's first files by the time a slower rank got here.
     if write and runfolder.holds_run(run_dir):
@@ -122,3 +138,38 @@ def check_resume_config(saved: Dict[str, Any], now: Dict[str, Any], source: str)
                           f"{', '.join(r.rstrip('.') + ('.*' if r.endswith('.') else '') for r in RESUMABLE)} "
                           f"may change on resume")
     return allowed
+
+
+def _names(names) -> str:
+    shown = ", ".join(str(n) for n in names[:8])
+    return f"[{shown}, ... {len(names)} in all]" if len(names) > 8 else f"[{shown}]"
+
+
+def check_resume_data(saved: Dict[str, Any], now, source: str, step: int) -> None:
+    """Refuse to resume on other data than the checkpoint's: ``saved`` is its ``data`` section
+    (``class_names``, ``n_images``, ``fingerprint``), ``now`` the
+    :class:`~ganforge.training.tasks.DataInfo` of the data loaded now. Class names differ
+    (a folder added, removed or renamed: the labels would be renumbered and every later
+    ``--class`` wrong), or the images' count or fingerprint differ (added, removed, replaced:
+    the loader's position and the run's exactness would be lost): a :class:`UserError` naming
+    both sides and the way on. What a checkpoint of an older version lacks is not compared."""
+    old_classes, new_classes = saved.get("class_names"), now.class_names
+    if old_classes is not None and new_classes is not None and list(old_classes) != list(new_classes):
+        added = [c for c in new_classes if c not in old_classes]
+        gone = [c for c in old_classes if c not in new_classes]
+        what = "; ".join(x for x in (f"new: {', '.join(added)}" if added else "",
+                                     f"missing: {', '.join(gone)}" if gone else "") if x) \
+            or "same names, another order"
+        raise UserError(f"--resume: the classes changed since the checkpoint at step {step}: "
+                        f"{_names(list(old_classes))} -> {_names(list(new_classes))} ({what}); "
+                        f"restore the class folders as they were, or start a new run with "
+                        f"another --out (--init-from {source} keeps the weights)")
+    old_n, old_fp = saved.get("n_images"), saved.get("fingerprint")
+    if old_fp is None or now.fingerprint is None:
+        return
+    if old_n != now.n_images or old_fp != now.fingerprint:
+        raise UserError(f"--resume: the training images changed since the checkpoint at step "
+                        f"{step}: {old_n} images (fingerprint {old_fp}) -> {now.n_images} images "
+                        f"(fingerprint {now.fingerprint}); restore them to resume exactly, or "
+                        f"train on the new images in a new run (--out NEW --init-from {source} "
+                        f"keeps the weights)")

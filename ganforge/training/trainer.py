@@ -51,7 +51,7 @@ import torch
 from ganforge import models
 from ganforge.core import checkpoint as ckpt
 from ganforge.core import distributed
-from ganforge.core.config import Config, ConfigError, check_values
+from ganforge.core.config import Config, ConfigError, LogConfig, check_values
 from ganforge.core.version import __version__
 from ganforge.data.auto import choose_data_defaults
 from ganforge.data.auto import describe as describe_choices
@@ -118,9 +118,13 @@ class Trainer:
         self._claim_run_folder(resume, overwrite)
         local_cfg = self.runtime.local_config(self.cfg)   # this process's share of the global batch
         self._build_data(dataset, local_cfg)
+        if self._resume_from is not None:
+            claim.check_resume_data(self._resume_from["state"].get("data") or {}, self.data_info,
+                                    str(self.run_dir), int(self._resume_from["state"].get("step", 0)))
         self._build_task(local_cfg)
         self._build_phases()
         self._build_optimizers()
+        self._short_run_cadence()
         self._build_step()
         self._build_counters()
         self._build_callbacks(callbacks, tracking)
@@ -209,7 +213,7 @@ class Trainer:
                                             n_classes=n_classes, seed=t.seed, dist=self.dist)
         self.task.bind_data(self.dataset)
         if t.init_from:
-            self.note(init_from(self.task, t.init_from))
+            self.note(init_from(self.task, t.init_from, class_names=self.data_info.class_names))
         if t.freeze_d:
             self.note(freeze_discriminators(self.task, t.freeze_d))
         if t.channels_last:
@@ -249,6 +253,21 @@ class Trainer:
         self.task.set_total_steps(self.total_steps)
         self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, self._lr_lambda)
                            for n, o in self.optimizers.items()}
+
+    def _short_run_cadence(self) -> None:
+        """A short run logs and samples often enough to show something: with the default
+        ``log.log_every`` (50) and ``log.sample_every`` (250), a run of fewer than 1,000 /
+        2,000 steps logs every ``steps // 20`` and samples every ``steps // 8`` steps (a
+        50-step run had one logged row, so no curve, and grids only at its two ends). Values
+        set to anything else are kept; config.yaml records what was used."""
+        log, d, total = self.cfg.log, LogConfig(), self.total_steps
+        changes = {}
+        if log.log_every == d.log_every and total < 20 * d.log_every:
+            changes["log.log_every"] = max(1, total // 20)
+        if log.sample_every == d.sample_every and total < 8 * d.sample_every:
+            changes["log.sample_every"] = max(1, total // 8)
+        if changes:
+            self.cfg = self.cfg.with_overrides(changes)
 
     def _build_step(self) -> None:
         """How step() computes: the autocast dtype (+ GradScalers for fp16), and the modules it
@@ -397,17 +416,20 @@ class Trainer:
         as an interruption would (checkpoint and all); the schedule still targets the total."""
         cfg, log = self.cfg, self.cfg.log
         resumed = self.step_count > 0
+        total = self.total_steps
+        if self.step_count >= total:
+            # Nothing to train: the run folder is left as it is (its config.yaml still says the
+            # length it was trained to), only a GIF or curves a kill prevented are made.
+            self.note(f"already at step {self.step_count} (asked for {total}); nothing to do, "
+                      f"the run is unchanged (give --steps above {self.step_count} to train longer)")
+            self.artifacts.sweep()
+            self.artifacts.on_end(self)
+            return self._summary(0.0, 0)
         self.artifacts.open(self, resumed)
         if self._resume_changes:      # recorded in the run folder, next to the steps they apply to
             self.log_row({"step": self.step_count, "resumed": True,
                           "changed": {k: [a, b] for k, (a, b) in self._resume_changes.items()}})
             self._resume_changes = {}
-        total = self.total_steps
-        if self.step_count >= total:
-            self.note(f"already at step {self.step_count} of {total}; nothing to do "
-                      f"(raise --steps to train longer)")
-            self.artifacts.on_end(self)     # the GIF and curves, in case a kill came before them
-            return self._summary(0.0, 0)
         self.note(f"training {type(self.task).run_label(cfg)} on {self.data_info.name} ({self.data_info.n_images} images, "
                   f"{self.channels}x{self.img_size}x{self.img_size}) on {self.device}; "
                   f"run folder: {self.run_dir}")
@@ -550,8 +572,14 @@ class Trainer:
         for cb in self.callbacks:
             held.update(cb.state_dict())
         st.update(sorted(held.items()))     # best_fid, guard (whatever the callbacks' order)
+        # what this session actually ran on (train.device/amp may say "auto"): report and info
+        st["runtime"] = {"device": str(self.device),
+                         "precision": str(self.amp_dtype or torch.float32).replace("torch.", ""),
+                         "processes": self.dist.world_size}
         st["data"] = {"name": self.data_info.name, "class_names": self.data_info.class_names,
-                      "img_size": self.img_size, "channels": self.channels}
+                      "img_size": self.img_size, "channels": self.channels,
+                      "n_images": self.data_info.n_images,
+                      "fingerprint": self.data_info.fingerprint}
         return st
 
     def save_checkpoint(self, session_seconds: float = 0.0) -> Optional[Path]:

@@ -14,7 +14,7 @@ mismatching tensors and the setting that usually causes it, before any training 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -35,9 +35,11 @@ def _diff(name: str, have: Dict[str, torch.Tensor], want: Dict[str, torch.Tensor
     return out
 
 
-def init_from(task, source: str | Path) -> str:
+def init_from(task, source: str | Path, class_names: Optional[Sequence[str]] = None) -> str:
     """Load the weights of every module of ``task`` that the checkpoint ``source`` (a run
-    folder or a .pt file) has. Returns a one-line description; raises ConfigError on any
+    folder or a .pt file) has. ``class_names``: the new run's classes; a conditional
+    checkpoint trained on other classes has its label layers mapped by name (see
+    :func:`_map_classes`). Returns a one-line description; raises ConfigError on any
     mismatch."""
     try:
         path = ckpt.find_checkpoint(source)
@@ -47,6 +49,11 @@ def init_from(task, source: str | Path) -> str:
     saved = st.get("modules", {})
     if _new_head(st, task):
         return _init_new_head(task, saved, path, st)
+    old_names = (st.get("data") or {}).get("class_names")
+    mapped = ""
+    if (task.n_classes and class_names is not None and old_names is not None
+            and list(old_names) != list(class_names)):
+        saved, mapped = _map_classes(task, saved, list(old_names), list(class_names))
     missing = [n for n in task.modules if n not in saved and not n.endswith("_ema")]
     if missing:
         raise ConfigError(f"--init-from {source}: the checkpoint (task '{st.get('task')}') has no "
@@ -70,7 +77,44 @@ def init_from(task, source: str | Path) -> str:
             m.load_state_dict(saved[n])
             loaded.append(n)
     return (f"--init-from: loaded {', '.join(loaded)} from {path} (step {st.get('step')}); "
-            f"optimisers and step count start fresh")
+            f"optimisers and step count start fresh{mapped}")
+
+
+def _map_classes(task, saved: Dict[str, Dict[str, torch.Tensor]], old: List[str], new: List[str]
+                 ) -> Tuple[Dict[str, Dict[str, torch.Tensor]], str]:
+    """The checkpoint's modules with their label layers (:func:`_label_params`: one row per
+    class) re-indexed to the new run's classes by name: a class in both keeps its learned
+    rows, wherever its index moved; a new class starts with the new network's own rows.
+    Returns (modules, a note saying what was mapped); the rest must fit as it is."""
+    out: Dict[str, Dict[str, torch.Tensor]] = {}
+    for n, sd in saved.items():
+        net = task.modules.get(n)
+        if net is None:
+            out[n] = sd
+            continue
+        want = net.state_dict()
+        sd = dict(sd)
+        for k in _label_params(net):
+            have = sd.get(k)
+            if have is None or have.shape[0] != len(old) or want[k].shape[0] != len(new) \
+                    or tuple(have.shape[1:]) != tuple(want[k].shape[1:]):
+                continue
+            rows = want[k].clone()
+            for i, c in enumerate(new):
+                if c in old:
+                    rows[i] = have[old.index(c)]
+            sd[k] = rows
+        out[n] = sd
+    kept = [c for c in new if c in old]
+    fresh = [c for c in new if c not in old]
+    dropped = [c for c in old if c not in new]
+    moved = [c for c in kept if old.index(c) != new.index(c)]
+    parts = [f"{len(kept)} kept" + (f" ({len(moved)} at a new index)" if moved else "")]
+    if fresh:
+        parts.append(f"new, starting fresh: {', '.join(fresh[:6])}{' ...' if len(fresh) > 6 else ''}")
+    if dropped:
+        parts.append(f"dropped: {', '.join(dropped[:6])}{' ...' if len(dropped) > 6 else ''}")
+    return out, f"; the classes differ from the checkpoint's, label layers mapped by name ({'; '.join(parts)})"
 
 
 def _new_head(st: Dict, task) -> bool:

@@ -28,6 +28,7 @@ reconstructions (what ``TrainedModel.translate(..., reconstruct=True)`` did).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import (
     Any,
@@ -76,7 +77,10 @@ class GeneratorInfo:
     (:meth:`Generator.sample`) or ``"image"`` (:meth:`Generator.translate`); ``metrics``: the
     last evaluation of the run (``{"fid": 31.2, "step": 4000}``; empty when none was logged);
     ``source``: the checkpoint file or export folder; ``modules``: the weights used for each
-    generator (``{"G": "G_ema"}``); ``config``: the run's resolved config as a dict."""
+    generator (``{"G": "G_ema"}``); ``config``: the run's resolved config as a dict;
+    ``trained_on``: what its last training session actually ran on, ``{"device": "cpu",
+    "precision": "bfloat16", "processes": 1}`` (empty for a checkpoint written before
+    ganforge recorded it, and for an export)."""
     task: str
     model: str
     img_size: int
@@ -88,6 +92,7 @@ class GeneratorInfo:
     source: str = ""
     modules: Dict[str, str] = field(default_factory=dict)
     config: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    trained_on: Dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def data(self) -> str:
@@ -231,6 +236,8 @@ class Generator:
                              img_size=int(data.get("img_size", 0)), channels=int(data.get("channels", 0)),
                              data_classes=data.get("class_names"), config=cfg, used=used,
                              source=str(source))
+        if isinstance(st.get("runtime"), dict):
+            info = dataclasses.replace(info, trained_on=dict(st["runtime"]))
         return cls(nets, info, st.get("task_state", {}) or {})
 
     @classmethod

@@ -144,25 +144,67 @@ def environment() -> List[Tuple[str, Any]]:
             ("machine", f"{platform.machine()}, {torch.get_num_threads()} threads")]
 
 
+def _progression(grids: List[Path], n: int = 5, width: int = 192) -> List[Tuple[str, bytes]]:
+    """Up to ``n`` of the run's sample grids, evenly spaced from the first to the last, each
+    scaled to ``width`` px: (caption "step N", PNG bytes), so a reader sees the training's
+    progression at a glance (a still view of the GIF shows its first, noisy frame)."""
+    if not grids:
+        return []
+    k = min(n, len(grids))
+    picked = sorted({round(i * (len(grids) - 1) / max(1, k - 1)) for i in range(k)})
+    out = []
+    for i in picked:
+        try:
+            with Image.open(grids[i]) as im:
+                img = im.convert("RGB")
+        except (OSError, ValueError):
+            continue
+        if img.width > width:
+            img = img.resize((width, max(1, round(img.height * width / img.width))), Image.BILINEAR)
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        out.append((f"step {runfolder.grid_step(grids[i])}", buf.getvalue()))
+    return out
+
+
+def _runtime(st: Dict[str, Any], train: Dict[str, Any]) -> List[Tuple[str, Any]]:
+    """Device and precision the run trained with: the checkpoint's record of what it ran on,
+    else (an older checkpoint, or none yet) the settings, said to be settings."""
+    rt = st.get("runtime") if isinstance(st.get("runtime"), dict) else None
+    if rt:
+        procs = rt.get("processes", 1)
+        return [("device", f"{rt.get('device', '?')}" + (f" x {procs} processes" if procs and procs > 1 else "")),
+                ("precision", rt.get("precision", "?"))]
+    amp = train.get("amp", "?")
+    return [("device", f"{train.get('device', '?')} (as configured; not recorded by this checkpoint)"),
+            ("precision", f"train.amp={amp} (as configured)")]
+
+
 def build_report(run: str | Path) -> str:
-    """The report page of run folder ``run`` as HTML text. Raises :class:`UserError` for a
-    folder that holds no run."""
+    """The report page of run folder ``run`` as HTML text. A run with no checkpoint yet (killed
+    before its first one) gets a page of what it has: config, curves, grids. Raises
+    :class:`UserError` for a folder that holds no run."""
     run = Path(run).expanduser()
     if is_export(run):
         raise UserError(f"'{run}' is an export folder (its README.md is the model card); the "
                         f"report needs the run folder it was exported from")
     if not run.is_dir():
         raise UserError(f"'{run}' is not a run folder (give the folder `ganforge train --out` wrote)")
-    try:
-        path = find_checkpoint(run, "latest")
-        st = load_checkpoint(path, map_location="cpu")
-        model = face_from_checkpoint(st, path)
-    except GanforgeError as e:
-        raise UserError(f"report: {_one_line(e)}") from None
-    info = model.info
-    cfg: Dict[str, Any] = runfolder.read_config(run) or info.config or {}
-    rows = runfolder.read_rows(run)
     notes: List[str] = []
+    st: Dict[str, Any] = {}
+    model: Optional[Generator] = None
+    if runfolder.started_without_checkpoint(run):
+        notes.append(runfolder.no_checkpoint_yet(run))
+    else:
+        try:
+            path = find_checkpoint(run, "latest")
+            st = load_checkpoint(path, map_location="cpu")
+            model = face_from_checkpoint(st, path)
+        except GanforgeError as e:
+            raise UserError(_one_line(e)) from None
+    info = model.info if model is not None else None
+    cfg: Dict[str, Any] = runfolder.read_config(run) or (info.config if info else None) or {}
+    rows = runfolder.read_rows(run)
 
     curves = _read(run / runfolder.CURVES)
     if curves is None:
@@ -177,27 +219,39 @@ def build_report(run: str | Path) -> str:
 
     train = cfg.get("train", {}) if isinstance(cfg.get("train"), dict) else {}
     model_cfg = cfg.get("model", {}) if isinstance(cfg.get("model"), dict) else {}
-    devices = [r["device"] for r in rows if isinstance(r.get("device"), str)]
+    data_cfg = cfg.get("data", {}) if isinstance(cfg.get("data"), dict) else {}
     total = train.get("steps") or ""
-    summary = [("task", info.task), ("model", model_cfg.get("name", "?")),
-               ("data", f"{info.data} ({info.img_size} px, {info.channels} ch)"),
-               ("steps", f"{info.step}" + (f" of {total}" if total and total != info.step else "")),
-               ("training time", _duration(st.get("elapsed"))),
-               ("device", devices[-1] if devices else train.get("device", "?")),
-               ("generators", ", ".join(f"{k} ({v})" if k != v else k for k, v in info.modules.items())),
-               ("seed", cfg.get("seed", train.get("seed", "?")))]
+    if info is not None:
+        step = info.step
+        summary = [("task", info.task), ("model", info.model or model_cfg.get("name", "?")),
+                   ("data", f"{info.data} ({info.img_size} px, {info.channels} ch)")]
+    else:
+        step = runfolder.last_logged_step(run) or 0
+        summary = [("task", train.get("task", "?")), ("model", model_cfg.get("name", "?")),
+                   ("data", f"{data_cfg.get('name', '?')} ({data_cfg.get('img_size', '?')} px)")]
+    summary += [("steps", f"{step}" + (f" of {total}" if total and total != step else "")
+                 + ("" if info is not None else " (logged; no checkpoint yet)")),
+                ("training time", _duration(st.get("elapsed")) if st else "?"),
+                *_runtime(st, train)]
+    if info is not None:
+        summary.append(("generators", ", ".join(f"{k} ({v})" if k != v else k
+                                                for k, v in info.modules.items())))
+    summary.append(("seed", cfg.get("seed", train.get("seed", "?"))))
     last = next((r for r in reversed(rows) if "loss_D" in r or "loss_G" in r), None)
     if last:
         summary += [(k, last[k]) for k in ("loss_D", "loss_G", "D(x)", "D(G(z))") if k in last]
-    if info.metrics:
+    if info is not None and info.metrics:
         summary += [(k, v) for k, v in info.metrics.items() if isinstance(v, (int, float))][:4]
 
     return render_report(
         title=f"ganforge run: {run.resolve().name}", summary=summary, config=cfg, rows=rows,
         curves_png=curves, samples_png=samples,
         samples_caption=f"step {runfolder.grid_step(grids[-1])}" if grids else "",
-        gif=gif, classes=_classes(model, rows, notes), translations=_translations(model, notes),
-        checkpoints=_checkpoints(run, info.step), environment=environment(), notes=notes,
+        progression=_progression(grids) if len(grids) > 1 else [],
+        gif=gif, classes=_classes(model, rows, notes) if model is not None else None,
+        translations=_translations(model, notes) if model is not None else None,
+        checkpoints=_checkpoints(run, step) if model is not None else [],
+        environment=environment(), notes=notes,
         generated=f"written by ganforge {__version__} on "
                   f"{time.strftime('%Y-%m-%d %H:%M:%S')} from {run.resolve()}")
 

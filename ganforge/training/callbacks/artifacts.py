@@ -39,11 +39,7 @@ class Artifacts(Callback):
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         runfolder.samples_dir(self.run_dir).mkdir(exist_ok=True)
-        # Temporary files of writes killed by SIGKILL (config.yaml, the log's repair, grids,
-        # GIF, the --out probe): this process is the folders' one writer (checkpoints/ sweeps
-        # its own).
-        remove_stale_temps(self.run_dir)
-        remove_stale_temps(runfolder.samples_dir(self.run_dir))
+        self.sweep()
         # The log ends where the run resumes: a line torn by a crash and rows logged after the
         # last checkpoint (they are logged again) are dropped.
         dropped = runfolder.repair_log(self.run_dir, trainer.step_count)
@@ -58,6 +54,16 @@ class Artifacts(Callback):
                                          purge_step=trainer.step_count if resumed else None)
             except Exception:   # tensorboard not installed: the JSON log and PNG curves remain
                 self._tb = None
+
+    def sweep(self) -> None:
+        """Remove temporary files of writes killed by SIGKILL (config.yaml, the log's repair,
+        grids, GIF, the --out probe): this process is the folders' one writer (checkpoints/
+        sweeps its own). Also when there is nothing to train: they are no part of the run."""
+        if not self.write:
+            return
+        remove_stale_temps(self.run_dir)
+        if runfolder.samples_dir(self.run_dir).is_dir():
+            remove_stale_temps(runfolder.samples_dir(self.run_dir))
 
     def log(self, row: Dict[str, Any]) -> None:
         """Append ``row`` to metrics.jsonl (and its numbers to TensorBoard)."""

@@ -12,7 +12,8 @@ What it watches, at the loop's fixed points:
 
 What it does (:meth:`Guard.rollback`): restore the last good checkpoint (or, before the run's
 first one, the state this run started from, snapshotted at the start) and multiply the
-learning rates by ``guard.lr_factor``: restarting from before a loss spike, as large training
+learning rates by ``guard.lr_factor`` once more (the cut compounds: x0.5, x0.25, x0.125 for
+three rollbacks to the same checkpoint): restarting from before a loss spike, as large training
 runs do by hand (Chowdhery et al. 2022, "PaLM", section 5.1), and here also lowering the
 learning rates so that the same blow-up is less likely to recur. After ``guard.max_rollbacks`` it gives up with
 :class:`TrainingDiverged`. Each rollback is a row in metrics.jsonl
@@ -31,6 +32,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from ganforge.core import checkpoint as ckpt
+from ganforge.core import runfolder
 from ganforge.core.config import GuardConfig
 from ganforge.core.errors import RunError
 from ganforge.training.callbacks import Callback, TrainerT
@@ -83,12 +85,15 @@ class Guard(Callback):
         return None
 
     def check_weights(self, trainer: TrainerT) -> Optional[str]:
-        """Why the current weights must not be saved (some are not finite), or None."""
+        """Why the current weights must not be saved (some are not finite: parameters, or
+        buffers such as BatchNorm's running variance, which sampling uses), or None."""
         if not self.cfg.enabled:
             return None
-        finite = all(bool(torch.isfinite(p).all()) for m in trainer.task.modules.values()
-                     for p in m.parameters())
-        return None if finite else f"non-finite weights at step {trainer.step_count}"
+        for name, m in trainer.task.modules.items():
+            for k, t in m.state_dict().items():
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    return f"non-finite weights at step {trainer.step_count} ({name}.{k})"
+        return None
 
     def rollback(self, trainer: TrainerT, reason: str) -> None:
         """Restore the last good checkpoint (or the start of the run) and lower the
@@ -96,17 +101,25 @@ class Guard(Callback):
         g = self.cfg
         self.rollbacks += 1
         if self.rollbacks > g.max_rollbacks:
+            kept = (f"the last good checkpoint is in {trainer.run_dir / runfolder.CHECKPOINTS}"
+                    if runfolder.has_checkpoint(trainer.run_dir)
+                    else "no checkpoint was written before it diverged")
             raise TrainingDiverged(
-                f"training diverged again ({reason}) after {g.max_rollbacks} rollbacks; the last good "
-                f"checkpoint is in {trainer.run_dir / 'checkpoints'}. Try lower learning rates "
+                f"training diverged again ({reason}) after {g.max_rollbacks} rollbacks (learning "
+                f"rates x{self.lr_scale:g}); {kept}. Try lower learning rates "
                 f"(train.lr_d / train.lr_g), a regulariser (reg.r1=1, reg.spectral_norm=true) or "
                 f"augmentation (aug.diffaug=translation,cutout,color)")
         state, where = self._last_good(trainer)
         if state is None:
             # (a resumed session's own starting checkpoint is on disk: it never gets here)
             state, where = self._initial_state, "the start of this run"
-        trainer.rollback_to(state, lr_factor=g.lr_factor)   # also restores lr_scale (load_state_dict)
-        self.lr_scale *= g.lr_factor
+        # The cut compounds: the rates go to (this session's scale) x lr_factor. The restored
+        # state carries the rates (and the scale) of when it was saved, so scale from those;
+        # cutting the restored rates once would replay the same divergence at every rollback.
+        target = self.lr_scale * g.lr_factor
+        saved = float((state.get("guard") or {}).get("lr_scale", 1.0)) or 1.0
+        trainer.rollback_to(state, lr_factor=target / saved)   # load_state_dict resets lr_scale
+        self.lr_scale = target
         self._collapse_since = None
         trainer.note(f"guard: {reason}; rolled back to step {trainer.step_count} ({where}) with learning "
                      f"rates x{g.lr_factor} (now x{self.lr_scale:g}); rollback {self.rollbacks} of "

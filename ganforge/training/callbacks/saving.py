@@ -4,8 +4,9 @@ failed, unless the current state is already on disk. What a checkpoint holds is 
 (:meth:`ganforge.training.trainer.Trainer.state_dict`, one file = the whole state, so ``--resume``
 continues bit for bit).
 
-Weights that are not finite are never saved (the divergence guard vetoes them): in the loop
-that is a rollback; at the end the last good checkpoint is kept.
+Weights that are not finite are never saved (the divergence guard vetoes them): in the loop,
+the last step included, that is a rollback; at the end of an interrupted session the last
+good checkpoint is kept.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ class Checkpoints(Callback):
         self.last = trainer.step_count if resumed else -1
 
     def on_step(self, trainer: TrainerT, step: int, row: Optional[Dict[str, Any]]) -> Optional[str]:
+        if step == trainer.total_steps and not (self.every and step % self.every == 0):
+            # the last step: its checkpoint is written at the end (on_end), but weights that
+            # are not finite are a rollback here, while the run can still recover
+            return trainer.guard.check_weights(trainer)
         if not (self.every and step % self.every == 0):
             return None
         reason = trainer.guard.check_weights(trainer)

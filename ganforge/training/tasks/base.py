@@ -82,6 +82,8 @@ class DataInfo:
     img_size: int
     nbytes: int                # size of the resident uint8 data (device placement decision)
     class_names: Optional[List[str]] = None
+    #: the data's cheap content identity (ImageDataset.fingerprint), checked on --resume
+    fingerprint: Optional[str] = None
 
 
 class Task:
@@ -163,7 +165,8 @@ class Task:
     def describe_data(cls, data) -> DataInfo:
         n, c, h, _ = data.shape
         return DataInfo(name=data.name, n_images=n, channels=c, img_size=h,
-                        nbytes=data.nbytes, class_names=data.class_names)
+                        nbytes=data.nbytes, class_names=data.class_names,
+                        fingerprint=data.fingerprint() if hasattr(data, "fingerprint") else None)
 
     @classmethod
     def loader_class(cls, cfg) -> type:

@@ -143,7 +143,7 @@ class CycleGANTask(Task):
         return DataInfo(name=data.name, n_images=max(len(data.a), len(data.b)),
                         channels=data.channels, img_size=data.img_size,
                         nbytes=data.a.images.numel() + data.b.images.numel(),
-                        class_names=[data.a.name, data.b.name])
+                        class_names=[data.a.name, data.b.name], fingerprint=data.fingerprint())
 
     @classmethod
     def build_loader(cls, data, cfg, *, device, rank: int = 0, world_size: int = 1):
