@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
 from typing import List, NoReturn, Optional, Tuple
 
 from ganforge.core.command import Command
-from ganforge.core.errors import GanforgeError
+from ganforge.core.config import all_keys
+from ganforge.core.errors import GanforgeError, did_you_mean
 from ganforge.metrics.domain import train as evaluator
 from ganforge.training import catalog, train, tune
 from ganforge.use import animate, evaluate, export, report, sample, serve, translate
@@ -42,7 +44,19 @@ class _Parser(argparse.ArgumentParser):
     usage block; ``--help`` still shows the usage."""
 
     def error(self, message: str) -> NoReturn:
+        m = re.match(r"argument (.+?): invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if m:       # a misspelt command or choice: say which one was meant
+            choices = re.findall(r"'([^']*)'", m.group(3))
+            message = (f"argument {m.group(1)}: invalid choice: '{m.group(2)}'"
+                       f"{did_you_mean(m.group(2), choices)} (choose from {', '.join(choices)})")
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def subparser(self, name: Optional[str]) -> Optional["_Parser"]:
+        """The parser of command ``name`` (None: not a command)."""
+        for a in self._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                return a.choices.get(name) if name else None
+        return None
 
 
 def _split_overrides(args: argparse.Namespace, extra: List[str], parser: argparse.ArgumentParser) -> None:
@@ -52,9 +66,30 @@ def _split_overrides(args: argparse.Namespace, extra: List[str], parser: argpars
     stray = [a for a in extra if a.startswith("-") or "=" not in a]
     takes = any(c.overrides for c in COMMANDS if c.name == getattr(args, "command", None))
     if stray or (extra and not takes):
-        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+        bad = stray or extra
+        # the command's own parser: its name in the message, its --help, its flags to suggest
+        sub = parser.subparser(getattr(args, "command", None)) if isinstance(parser, _Parser) else None
+        sub = sub or parser
+        hint = _flag_hint(bad[0].split("=")[0], sub, takes) if bad[0].startswith("--") else ""
+        sub.error(f"unrecognized argument{'s' if len(bad) > 1 else ''}: {' '.join(bad)}{hint}")
     if extra:
         args.overrides = list(args.overrides) + extra
+
+
+def _flag_hint(flag: str, parser: argparse.ArgumentParser, takes_overrides: bool) -> str:
+    """`` (did you mean --X?)`` for a misspelt flag of ``parser``, or, for a command that takes
+    ``key=value`` overrides, the config key a flag-like word names (``--lr-g`` ->
+    ``train.lr_g=VALUE``)."""
+    flags = {o.lstrip("-"): o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+    hint = did_you_mean(flag.lstrip("-"), list(flags))
+    if hint:
+        return hint.replace("mean ", "mean --", 1)
+    if takes_overrides:
+        leaf = flag.lstrip("-").replace("-", "_")
+        keys = [k for k in all_keys() if k.rsplit(".", 1)[-1] == leaf]
+        if keys:
+            return f" (a config key? give it as {keys[0]}=VALUE)"
+    return ""
 
 
 def _internal_error(command: str, exc: BaseException) -> int:
@@ -112,7 +147,10 @@ def _main(argv: Optional[List[str]]) -> int:
     try:
         return args.func(args)
     except GanforgeError as e:      # every error ganforge raises on purpose (ganforge/core/errors.py)
-        print(f"ganforge {args.command}: error: {e}", file=sys.stderr)
+        msg = str(e)
+        if msg.startswith(f"{args.command}: "):    # the message named its command already
+            msg = msg[len(args.command) + 2:]
+        print(f"ganforge {args.command}: error: {msg}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("\nganforge: interrupted", file=sys.stderr)

@@ -324,8 +324,8 @@ def test_a_task_declares_its_config_section_and_flags_beside_its_code(tmp_path, 
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--batch-size", "0"], ("--batch-size", "train.batch_size=0 must be >= 1")),
-    (["--seed", "-1"], ("--seed", "train.seed=-1 must be >= 0")),
+    (["--batch-size", "0"], ("--batch-size", "train.batch_size=0 must be in [1, 65536]")),
+    (["--seed", "-1"], ("--seed", "train.seed=-1 must be in [0, 9223372036854775807]")),
     (["--freeze-d", "x"], ("--freeze-d", "train.freeze_d", "int")),
 ])
 def test_flags_take_their_keys_ranges(tmp_path, capsys, argv, words):

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from typing import Callable, Optional
+
+#: the largest seed (torch's generators take 64-bit seeds; numpy's a seed modulo 2**32)
+MAX_SEED = 2**63 - 1
 
 
-def at_least(minimum: int, meaning: str = "") -> Callable[[str], int]:
-    """A whole number >= ``minimum``; ``meaning`` says what the smallest value means."""
+def at_least(minimum: int, meaning: str = "", most: Optional[int] = None,
+             why: str = "") -> Callable[[str], int]:
+    """A whole number >= ``minimum`` (and <= ``most``: a value no run could finish, or the
+    format cannot hold, is refused instead of left running); ``meaning`` says what the
+    smallest value means, ``why`` why the largest is the largest."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -23,13 +29,22 @@ def at_least(minimum: int, meaning: str = "") -> Callable[[str], int]:
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} is too small: use {minimum} or more"
                                              + (f" ({minimum}: {meaning})" if meaning else ""))
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"{value} is too large: use {minimum} to {most:,}"
+                                             + (f" ({why})" if why else ""))
         return value
-    parse.__name__ = f"whole number >= {minimum}"
+    parse.__name__ = f"whole number >= {minimum}" + (f" and <= {most}" if most is not None else "")
     return parse
 
 
-def positive(kind: type = float) -> Callable[[str], float]:
-    """A finite number > 0."""
+def seed() -> Callable[[str], int]:
+    """A seed: a whole number from 0 to :data:`MAX_SEED`."""
+    return at_least(0, most=MAX_SEED, why="a 64-bit seed")
+
+
+def positive(kind: type = float, most: Optional[float] = None, least: Optional[float] = None,
+             why: str = "") -> Callable[[str], float]:
+    """A finite number > 0 (and >= ``least``, <= ``most`` when given)."""
     def parse(text: str) -> float:
         try:
             value = kind(text)
@@ -37,6 +52,11 @@ def positive(kind: type = float) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
         if not math.isfinite(value) or value <= 0:
             raise argparse.ArgumentTypeError(f"{text} must be a number > 0")
+        if (least is not None and value < least) or (most is not None and value > most):
+            lo = f"{least:g}" if least is not None else "0 (excluded)"
+            hi = f"{most:g}" if most is not None else "any"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: use {lo} to {hi}"
+                                             + (f" ({why})" if why else ""))
         return value
     parse.__name__ = "number > 0"
     return parse

@@ -41,7 +41,7 @@ from typing import (
 
 import yaml
 
-from ganforge.core.errors import UserError
+from ganforge.core.errors import UserError, did_you_mean
 
 
 class ConfigError(UserError, ValueError):
@@ -107,7 +107,7 @@ class DataConfig:
                               "most 5000 images) or train-minus-val (the rest; what ganforge tune "
                               "trains on)")
     data_dir: Optional[str] = key(None, "explicit location of named datasets (beats $GANFORGE_DATA)")
-    img_size: int = key(0, "resize the images to this many pixels a side", low=0,
+    img_size: int = key(0, "resize the images to this many pixels a side", low=0, high=4096,
                         zero="the dataset's own size")
     channels: Literal[0, 1, 3] = key(0, "channels of the training images (1: grey, 3: colour)",
                                      zero="the dataset's own channel count")
@@ -121,9 +121,9 @@ class ModelConfig:
     """The networks of the noise-to-image tasks (gan, conditional)."""
     name: str = key("dcgan", "a model family with both a G and a D registered (`ganforge list`)",
                     registry="model")
-    z_dim: int = key(100, "size of G's noise input", low=1)
-    g_width: int = key(64, "family-specific width multiplier for G", low=1)
-    d_width: int = key(64, "family-specific width multiplier for D", low=1)
+    z_dim: int = key(100, "size of G's noise input", low=1, high=65536)
+    g_width: int = key(64, "family-specific width multiplier for G", low=1, high=4096)
+    d_width: int = key(64, "family-specific width multiplier for D", low=1, high=4096)
     upsample: Literal["deconv", "nearest", "bilinear"] = key(
         "deconv", "G's upsampling. dcgan: stride-2 transposed conv (the paper), or a nearest/"
                   "bilinear resize then a 3x3 conv (no checkerboard; Odena et al. 2016); "
@@ -136,13 +136,14 @@ class TrainConfig:
     task: str = key("", "what is trained: a registered task (`ganforge list`); empty: the default "
                         "task (DEFAULT_TASK, an unconditional GAN)", registry="task")
     loss: str = key("nonsaturating", "adversarial loss; see `ganforge list` (losses)", registry="loss")
-    steps: int = key(0, "generator steps", low=0, zero="train.epochs decides; both 0: 2000 steps")
-    epochs: float = key(0.0, "alternatively, passes over the data", low=0,
+    steps: int = key(0, "generator steps", low=0, high=10**9, zero="train.epochs decides; both 0: 2000 steps")
+    epochs: float = key(0.0, "alternatively, passes over the data", low=0, high=10**6,
                         zero="train.steps decides; both 0: 2000 steps")
     time_limit: float = key(0.0, "stop (and checkpoint) after this many seconds", low=0,
                             zero="no limit")
-    batch_size: int = key(64, "images per step (the global batch over all processes)", low=1)
-    d_steps: int = key(1, "k discriminator steps per generator step", low=1)
+    batch_size: int = key(64, "images per step (the global batch over all processes)", low=1,
+                          high=65536)
+    d_steps: int = key(1, "k discriminator steps per generator step", low=1, high=1000)
     optimizer: str = key("adam", "optimiser of every phase, by name (`ganforge list`)",
                          registry="optimizer")
     lr_g: float = key(2e-4, "learning rate of G", low=0, low_open=True)
@@ -155,7 +156,8 @@ class TrainConfig:
         "none", "learning-rate decay to 0 at the end, from lr_decay_start on")
     lr_decay_start: float = key(0.5, "fraction of training after which the decay begins",
                                 low=0, high=1)
-    seed: int = key(0, "random seed (weights, data order, fixed sample noise)", low=0)
+    seed: int = key(0, "random seed (weights, data order, fixed sample noise)", low=0,
+                    high=2**63 - 1)
     device: str = key("auto", "where to train (auto: cuda when available, else cpu)",
                       choices=("auto", "cpu", "cuda", "cuda:N", "mps"),
                       pattern=r"auto|cpu|mps|cuda(:\d+)?")
@@ -182,7 +184,7 @@ class LogConfig:
                           zero="only at the end and on interrupt")
     keep_last: int = key(3, "numbered checkpoints kept besides latest", low=0,
                          zero="only the newest")
-    n_samples: int = key(64, "size of the fixed-noise grid", low=1)
+    n_samples: int = key(64, "size of the fixed-noise grid", low=1, high=1024)
     gif: bool = key(True, "write training.gif from the sample grids at the end")
     tensorboard: bool = key(True, "write events when the tensorboard package is installed")
     progress: bool = key(True, "progress bar on stderr")
@@ -196,7 +198,7 @@ class EvalConfig:
     every: int = key(0, "evaluate every N steps during training; --eval-every", low=0, zero="off")
     metrics: str = key("", "comma list of metrics (`ganforge list`); empty: the default list",
                        registry="metric", many=True)
-    n: int = key(2000, "generated images per evaluation during training", low=2)
+    n: int = key(2000, "generated images per evaluation during training", low=2, high=200000)
     extractor: Literal["domain", "inception"] = key("domain", "feature extractor")
     split: str = key("test", "real split the generated images are compared with")
 
@@ -446,13 +448,15 @@ class KeySpec:
 
     def range_text(self) -> str:
         """``">= 0"``, ``"> 0"``, ``"in [0, 1)"``; empty when unbounded."""
+        def num(v: float) -> str:      # whole bounds in full (2**63 - 1, not 9.22337e+18)
+            return str(int(v)) if float(v).is_integer() and abs(v) >= 1e6 else f"{v:g}"
         lo, hi = self.low, self.high
         if lo is not None and hi is not None:
-            return f"in {'(' if self.low_open else '['}{lo:g}, {hi:g}{')' if self.high_open else ']'}"
+            return f"in {'(' if self.low_open else '['}{num(lo)}, {num(hi)}{')' if self.high_open else ']'}"
         if lo is not None:
-            return f"{'>' if self.low_open else '>='} {lo:g}"
+            return f"{'>' if self.low_open else '>='} {num(lo)}"
         if hi is not None:
-            return f"{'<' if self.high_open else '<='} {hi:g}"
+            return f"{'<' if self.high_open else '<='} {num(hi)}"
         return ""
 
     def describe(self) -> str:
@@ -490,14 +494,9 @@ class KeySpec:
             raise ConfigError(f"{where}: {self.name}={_brief(value)} must be {self.range_text()}{zero}")
 
 
-def _did_you_mean(value: Any, names: Collection[Any]) -> str:
-    close = difflib.get_close_matches(str(value), [str(n) for n in names], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
 def _not_one_of(name: str, value: Any, choices: Collection[Any], where: str) -> str:
     return (f"{where}: {name}={_brief(value)} is not one of {', '.join(str(c) for c in choices)}"
-            f"{_did_you_mean(value, choices)}")
+            f"{did_you_mean(value, choices)}")
 
 
 def _spec(section: Optional[str], f: dataclasses.Field, tp: Any) -> KeySpec:
@@ -615,7 +614,7 @@ def check_names(cfg: Config, known: Mapping[str, Collection[str]], where: str = 
                         else f"{spec.name}={_brief(value)}")
                 raise ConfigError(f"{where}: {what} is not a known {spec.registry}; valid: "
                                   f"{', '.join(sorted(names)) or '(none registered)'}"
-                                  f"{_did_you_mean(item, names)}")
+                                  f"{did_you_mean(item, names)}")
 
 
 def check_values(cfg: Config, where: str = "config") -> None:
@@ -808,7 +807,8 @@ def load_yaml(path_or_name: str | Path) -> Dict[str, Any]:
             p = cand
         else:
             raise ConfigError(f"--config '{path_or_name}': no such file and no preset of that "
-                              f"name; presets: {', '.join(preset_names())}")
+                              f"name{did_you_mean(name, preset_names())}; presets: "
+                              f"{', '.join(preset_names())}")
     if not p.is_file():                  # a folder; a FIFO would block
         raise ConfigError(f"--config '{p}': not a regular file; give a YAML file or a "
                           f"preset name ({', '.join(preset_names())})")

@@ -24,6 +24,9 @@ catch those. Anything else that escapes is a bug in ganforge, not the user's doi
 """
 from __future__ import annotations
 
+import difflib
+from typing import Collection
+
 
 class GanforgeError(Exception):
     """Base class of every error ganforge raises on purpose; ``exit_code`` is the CLI's."""
@@ -46,3 +49,11 @@ class RunError(GanforgeError):
 class EvalError(UserError, ValueError):
     """A user-facing evaluation problem: an unknown metric, a missing or unsuitable extractor,
     too few images for a score."""
+
+
+def did_you_mean(value: object, names: Collection[object]) -> str:
+    """`` (did you mean X?)`` with the name in ``names`` closest to ``value`` (difflib's
+    ratio >= 0.6), or "" when none is close: the hint every "unknown name" message ends with
+    (config values, flags, commands, presets)."""
+    close = difflib.get_close_matches(str(value), [str(n) for n in names], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""

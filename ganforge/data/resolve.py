@@ -3,6 +3,7 @@ array file) into an :class:`ImageDataset`."""
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 import torch
@@ -41,9 +42,10 @@ def _looks_like_path(spec: str) -> bool:
 def _unknown(spec: str) -> DataError:
     names = DATASETS.names()
     if _looks_like_path(spec):
-        return DataError(f"dataset path '{spec}' does not exist; check the path (it is "
-                         f"relative to {Path.cwd()}), or use a registered dataset: "
-                         f"{', '.join(names)}")
+        absolute = spec.startswith(("/", "~")) or os.path.isabs(spec)
+        where = "" if absolute else f" (it is relative to {Path.cwd()})"
+        return DataError(f"dataset path '{spec}' does not exist; check the path{where}, or "
+                         f"use a registered dataset: {', '.join(names)}")
     close = difflib.get_close_matches(spec.partition(":")[0], names, n=2, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     return DataError(f"unknown dataset '{spec}': {hint}no registered dataset and no folder or "

@@ -63,6 +63,14 @@ class FeatureExtractor(nn.Module):
         """``name-<first 16 hex of weights_hash>``: where reference statistics are cached."""
         return f"{self.name}-{self.weights_hash[:16]}"
 
+    @property
+    def label(self) -> str:
+        """What every score names as its ruler: kind, input size and the first 12 hex digits
+        of the weights' hash (``domain fashion-mnist 32px sha256:1f2e...``); two scores are
+        comparable only when their labels are equal."""
+        size = f" {self.input_size}px" if self.input_size else ""
+        return f"{self.name}{size} {self.weights_hash[:12]}"
+
     def freeze(self) -> "FeatureExtractor":
         """Eval mode, no gradients: an extractor is a fixed measuring instrument."""
         self.eval()

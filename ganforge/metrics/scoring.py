@@ -51,11 +51,17 @@ def parse_metrics(text: str | Sequence[str] | None) -> Tuple[str, ...]:
 
 
 def get_extractor(name: str, *, data_spec: str, img_size: int = 0, weights: Optional[str] = None,
-                  device: str | torch.device = "cpu") -> FeatureExtractor:
+                  device: str | torch.device = "cpu", data_dir: Optional[str] = None) -> FeatureExtractor:
     """The feature extractor ``name``: ``domain`` (the classifier trained on ``data_spec``'s
-    dataset, at ``img_size`` or the closest size trained), ``inception`` (the FID Inception-v3),
-    or another registered one; ``weights`` names a weights file instead of the stored one."""
+    dataset, at ``img_size`` or the closest size trained; for a named dataset trained now, on
+    first use: :func:`ganforge.metrics.domain.train.ensure_evaluator`), ``inception`` (the FID
+    Inception-v3), or another registered one; ``weights`` names a weights file instead of the
+    stored one. Raises :class:`EvaluatorError` (one line) when none can be had."""
     if name == "domain":
+        if weights is None:
+            # imported here: training one pulls in the data loaders, which sampling never needs
+            from ganforge.metrics.domain.train import ensure_evaluator
+            ensure_evaluator(dataset_source(data_spec), img_size, data_dir=data_dir)
         return EXTRACTORS.build("domain", data=dataset_source(data_spec), weights=weights,
                                 img_size=img_size, device=device)
     if name == "inception":

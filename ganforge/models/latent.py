@@ -41,17 +41,35 @@ def check_truncation(psi: Optional[float]) -> Optional[float]:
     return value
 
 
+#: redraw rounds before the components still outside ``[-psi, psi]`` are drawn by inversion
+MAX_REDRAWS = 1000
+
+
 def truncate_(z: torch.Tensor, psi: float, generator: torch.Generator) -> torch.Tensor:
-    """Resample, in place, the components of ``z`` with ``|z| > psi`` from N(0, 1) (drawn with
-    ``generator``, on CPU) until every ``|z| <= psi``; returns ``z``. ``z`` must be on CPU."""
+    """Truncate ``z`` (CPU) to ``[-psi, psi]`` in place: each component with ``|z| > psi`` is
+    redrawn from N(0, 1) (with ``generator``) until it lies inside, the truncation trick of
+    Brock et al. 2019 (BigGAN, section 3.1); returns ``z``. A component still outside after
+    :data:`MAX_REDRAWS` rounds (only for psi below about 0.02, where redrawing takes
+    thousands of rounds: a psi of 1e-9 took days) is drawn from the same truncated normal by
+    inversion, ``sqrt(2) erfinv(u erf(psi / sqrt(2)))`` with ``u ~ U(-1, 1)`` in float64, so
+    every psi > 0 finishes at once. For psi >= 0.02 the draws are those of ganforge 0.2
+    (the same values for the same seed); a psi no draw exceeds changes nothing."""
     psi = check_truncation(psi)
-    mask = z.abs() > psi
-    while True:
-        k = int(mask.sum())
-        if k == 0:
-            return z
-        z[mask] = torch.randn(k, generator=generator, dtype=z.dtype)
-        mask = z.abs() > psi
+    flat = z.view(-1) if z.is_contiguous() else z.reshape(-1)
+    idx = (flat.abs() > psi).nonzero().flatten()
+    for _ in range(MAX_REDRAWS):
+        if len(idx) == 0:
+            break
+        draw = torch.randn(len(idx), generator=generator, dtype=z.dtype)
+        flat[idx] = draw
+        idx = idx[draw.abs() > psi]      # the positions still outside, in the same order
+    if len(idx):
+        u = torch.rand(len(idx), generator=generator, dtype=torch.float64) * 2 - 1
+        inside = math.sqrt(2) * torch.erfinv(u * math.erf(psi / math.sqrt(2)))
+        flat[idx] = inside.clamp_(-psi, psi).to(z.dtype)
+    if flat.data_ptr() != z.data_ptr():
+        z.copy_(flat.view_as(z))
+    return z
 
 
 def truncated_randn(n: int, dim: int, psi: Optional[float] = None, *, seed: int = 0,

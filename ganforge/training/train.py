@@ -13,6 +13,7 @@ mean "the default length"), so they have their own types.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Tuple
 
@@ -50,6 +51,8 @@ FLAGS: Tuple[Flag, ...] = (
          metavar="RUN_OR_CKPT"),
     Flag("--freeze-d", "train.freeze_d", "FreezeD: keep D's first K blocks fixed (with --init-from)",
          metavar="K"),
+    Flag("--device", "train.device", "where to train: auto (a GPU when there is one), cpu, cuda "
+         "or cuda:N (as sample, eval and serve take it)", metavar="DEVICE"),
     Flag("--eval-every", "eval.every", "compute eval.metrics every N steps; keeps "
          "checkpoints/best.pt by FID", metavar="N"),
 )
@@ -96,12 +99,35 @@ def trainer_for(cfg: Config, args: argparse.Namespace) -> Trainer:
                        callbacks=[WriteReport()])
 
 
+def free_run_dir(cfg: Config, args: argparse.Namespace) -> Config:
+    """A new run whose folder was not given (``--out``: the default, or the preset's ``out``)
+    and is taken by another run goes to the first free ``<folder>-2``, ``-3``, ... (said in a
+    note), so the commands a newcomer types first (``make train``, then ``ganforge train``)
+    do not collide; ``--resume``/``--overwrite`` and a given ``--out`` mean that folder.
+    Under torchrun the processes must agree on the folder, so there the folder is as given."""
+    if getattr(args, "out", None) or args.resume or args.overwrite or distributed.env_info().enabled:
+        return cfg
+    base = Path(cfg.out or default_run_dir(cfg))
+    if not runfolder.holds_run(base):
+        return cfg
+    n = 2
+    while runfolder.holds_run(base.with_name(f"{base.name}-{n}")) or \
+            runfolder.started_without_checkpoint(base.with_name(f"{base.name}-{n}")):
+        n += 1
+    new = base.with_name(f"{base.name}-{n}")
+    print(f"[ganforge] {base} holds another run; this one goes to {new} (continue that one with "
+          f"`ganforge train --out {base} --resume`, or choose a folder with --out)",
+          file=sys.stderr, flush=True)
+    return cfg.with_overrides({"out": str(new)}, where="flag")
+
+
 def fit(cfg: Config, args: argparse.Namespace) -> int:
     """Train ``cfg`` (train, distill): 0 when done, 130 when interrupted; with
     ``--print-config`` only print the resolved config."""
     if args.print_config:
         print(cfg.dump_yaml())
         return 0
+    cfg = free_run_dir(cfg, args)
     try:
         summary = trainer_for(cfg, args).fit()
     finally:
@@ -113,8 +139,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PRESET.yaml",
                    help=f"a YAML file or preset name ({', '.join(preset_names())})")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=at_least(1), metavar="N", help="generator steps to train in total")
-    g.add_argument("--epochs", type=positive(float), metavar="N", help="passes over the data")
+    g.add_argument("--steps", type=at_least(1, most=10**9), metavar="N", help="generator steps to train in total")
+    g.add_argument("--epochs", type=positive(float, most=10**6), metavar="N", help="passes over the data")
     for flag in all_flags():
         flag.add_to(p)
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/latest.pt")
@@ -166,7 +192,7 @@ def distill_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("teacher", metavar="TEACHER_RUN", help="a trained run folder or checkpoint")
     p.add_argument("--out", required=True, help="the student's run folder")
     p.add_argument("--model", help="the student's model family (default: the teacher's)")
-    p.add_argument("--steps", type=at_least(1), metavar="N", help="training steps of the student")
+    p.add_argument("--steps", type=at_least(1, most=10**9), metavar="N", help="training steps of the student")
     p.add_argument("--resume", action="store_true", help="continue the student run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace a run in --out")
     p.add_argument("--print-config", action="store_true", help="print the student's config and exit")

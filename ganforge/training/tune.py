@@ -60,6 +60,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from ganforge.core import runfolder
+from ganforge.core.argtypes import at_least, seed
 from ganforge.core.checkpoint import CheckpointError, load_latest_good
 from ganforge.core.command import Command
 from ganforge.core.config import (
@@ -77,7 +78,7 @@ from ganforge.core.errors import RunError, UserError
 from ganforge.core.files import atomic_write_text
 from ganforge.data import DataError
 from ganforge.data.spec import TRAIN_MINUS_VAL
-from ganforge.metrics import DEFAULT_METRICS
+from ganforge.metrics import DEFAULT_METRICS, scoring
 from ganforge.training.callbacks.evaluation import Evaluation
 from ganforge.training.tasks import resolve_config
 from ganforge.training.trainer import Trainer
@@ -411,17 +412,20 @@ def open_study(s: Study):
 
 
 def _requeue_interrupted(study) -> int:
-    """Trials stopped by Ctrl-C or SIGTERM (failed, with the ``interrupted`` mark) that were
-    not queued again yet: queue their values again, so the re-run resumes their run folders.
-    Returns how many."""
+    """Trials stopped by Ctrl-C or SIGTERM (failed, with the ``interrupted`` mark), and a
+    baseline trial that failed, not queued again yet: queue their values again, so the re-run
+    resumes their run folders and the study keeps its baseline. Returns how many."""
     optuna = _optuna()
     trials = study.get_trials(deepcopy=False)
     again = {t.user_attrs.get("requeued_from") for t in trials}
     n = 0
     for t in trials:
-        if (t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("interrupted")
-                and t.number not in again):
-            study.enqueue_trial(dict(t.params), user_attrs={"requeued_from": t.number})
+        if t.state != optuna.trial.TrialState.FAIL or t.number in again:
+            continue
+        if t.user_attrs.get("interrupted") or t.user_attrs.get("baseline"):
+            # the baseline too, whatever stopped it: a study must not end without its "(start)"
+            attrs = {"requeued_from": t.number, **({"baseline": True} if t.user_attrs.get("baseline") else {})}
+            study.enqueue_trial(dict(t.params), user_attrs=attrs)
             n += 1
     return n
 
@@ -548,9 +552,15 @@ def run_study(s: Study, log=print) -> Dict[str, Any]:
     """Run (or continue) the study ``s``; when this is not a ``--worker``, also write the
     summary files. Returns ``{"best": {...}, "files": [...]}`` (empty for a worker)."""
     optuna = _optuna()
-    s.out.mkdir(parents=True, exist_ok=True)
     base = base_config(s)
     space = load_space(s.space, base)
+    if not s.worker:
+        # the ruler every trial is scored with, before the study starts: trained now for a
+        # named dataset that has none yet, else one line saying how to get one (never a
+        # failed trial and an Optuna traceback)
+        scoring.get_extractor(base.eval.extractor, data_spec=base.data.name,
+                              img_size=base.data.img_size, data_dir=base.data.data_dir)
+    s.out.mkdir(parents=True, exist_ok=True)
     study = open_study(s)
     if not s.worker:
         if not study.get_trials(deepcopy=False):
@@ -735,19 +745,19 @@ def _plots(s: Study, study, log) -> List[Path]:
 def arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--config", help="preset or YAML file every trial starts from")
     t.add_argument("--space", required=True, help="SPACE.yaml: config keys -> distributions")
-    t.add_argument("--trials", type=int, default=20, help="trials (finished or pruned) in the study")
+    t.add_argument("--trials", type=at_least(1, most=100000), default=20, help="trials (finished or pruned) in the study")
     t.add_argument("--budget", required=True, help="per trial: 300s, 5m or 5000steps")
-    t.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (each "
+    t.add_argument("--jobs", type=at_least(1, most=256), default=1, help="worker processes on this machine (each "
                                                         "gets cores/jobs threads)")
     t.add_argument("--study", default="", help="study name (default: the preset's name)")
     t.add_argument("--storage", default="", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
     t.add_argument("--out", default="", help="output folder (default: runs/tune-<study>)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
-    t.add_argument("--rungs", type=int, default=4, help="scores per trial reported to the pruner")
-    t.add_argument("--eval-n", type=int, default=2000, help="generated images per validation score")
-    t.add_argument("--test-n", type=int, default=10000, help="images to score the best run on "
+    t.add_argument("--seed", type=seed(), default=0, help="seed of the TPE sampler")
+    t.add_argument("--rungs", type=at_least(1, most=100), default=4, help="scores per trial reported to the pruner")
+    t.add_argument("--eval-n", type=at_least(2, most=200000), default=2000, help="generated images per validation score")
+    t.add_argument("--test-n", type=at_least(0, "no test score", most=200000), default=10000, help="images to score the best run on "
                                                              "the test split (0: skip)")
-    t.add_argument("--threads", type=int, default=0, help="train.threads of each trial (0: auto)")
+    t.add_argument("--threads", type=at_least(0, "auto", most=1024), default=0, help="train.threads of each trial (0: auto)")
     t.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     t.add_argument("overrides", nargs="*", help="key=value config overrides for every trial")
 

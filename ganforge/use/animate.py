@@ -17,7 +17,7 @@ from typing import Any, List, Optional, Sequence
 import torch
 from PIL import Image
 
-from ganforge.core.argtypes import at_least, positive
+from ganforge.core.argtypes import MAX_SEED, at_least, positive, seed
 from ganforge.core.checkpoint import numbered_checkpoints
 from ganforge.core.command import Command
 from ganforge.core.errors import UserError
@@ -145,6 +145,11 @@ def _int_list(text: str) -> List[int]:
                                          f"(e.g. 1,7,42)") from None
     if not out:
         raise argparse.ArgumentTypeError("give at least one seed (e.g. 1,7,42)")
+    bad = [s for s in out if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise argparse.ArgumentTypeError(f"seed {bad[0]} is out of range: use 0 to {MAX_SEED:,}")
+    if len(out) > 1000:
+        raise argparse.ArgumentTypeError(f"{len(out)} seeds: give at most 1,000")
     return out
 
 
@@ -152,7 +157,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_DIR_OR_CKPT")
     p.add_argument("--truncation", type=positive(float), metavar="PSI",
                    help="truncation trick: resample noise components until |z| <= PSI")
-    p.add_argument("--fps", type=positive(float), help="frames per second")
+    p.add_argument("--fps", type=positive(float, least=0.01, most=100, why="a GIF counts frame delays in hundredths of a second"), help="frames per second")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-ema", action="store_true",
                    help="use the raw generator, not its weight average (runs with ema.half_life)")
@@ -183,7 +188,7 @@ def interpolate_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p)
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], metavar="S1,S2,...",
                    help="seeds whose noise the loop visits (default 0,1,2)")
-    p.add_argument("--frames", type=at_least(1), default=60, help="frames at least (default 60)")
+    p.add_argument("--frames", type=at_least(1, most=10000, why="over 13 minutes at 12 fps"), default=60, help="frames at least (default 60)")
     p.add_argument("--out", default="walk.gif", help="walk.gif (default) or .mp4")
     p.add_argument("--mode", default="slerp", choices=list(MODES),
                    help="slerp (default, spherical) or lerp (straight line)")
@@ -196,8 +201,8 @@ def interpolate_arguments(p: argparse.ArgumentParser) -> None:
 def progress_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p)
     p.add_argument("--out", default="progress.gif", help="progress.gif (default) or .mp4")
-    p.add_argument("--n", type=at_least(1), default=16, help="images per grid (default 16)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=at_least(1, most=1024), default=16, help="images per grid (default 16)")
+    p.add_argument("--seed", type=seed(), default=0)
 
 
 INTERPOLATE = Command(

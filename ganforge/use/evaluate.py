@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from ganforge.core.argtypes import at_least
+from ganforge.core.argtypes import at_least, seed
 from ganforge.core.command import Command
 from ganforge.core.errors import UserError
 from ganforge.data.spec import DataSpec, parse_spec
@@ -67,7 +67,7 @@ def evaluate_pair(real_spec: str, fake_spec: str, *, metrics: Sequence[str] = DE
     scores = score(real, fake["features"], metrics, fake_logits=fake.get("logits"), seed=seed,
                    sides=(f"--real {real_spec}", f"--fake {fake_spec}"), fake_hf=fake.get("hf_share"))
     return {"real": f"{real['data']} ({real_split})", "fake": f"{fake['data']} ({fake_split})",
-            "extractor": ex.name, "n_real": real["n"], "n_fake": fake["n"], **scores,
+            "extractor": ex.label, "n_real": real["n"], "n_fake": fake["n"], **scores,
             **({"caveats": scores.caveats} if scores.caveats else {})}
 
 
@@ -121,16 +121,16 @@ def arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--fake", metavar="DATA", help="fake side, e.g. fashion-mnist:test or a folder")
     e.add_argument("--metrics", help=f"comma list of {','.join(METRICS)} (default "
                                       f"{','.join(DEFAULT_METRICS)}; `ganforge list` says what each is)")
-    e.add_argument("--n", type=at_least(MIN_EVAL_IMAGES), default=10000, help="images per side (default 10000)")
+    e.add_argument("--n", type=at_least(MIN_EVAL_IMAGES, most=200000), default=10000, help="images per side (default 10000)")
     e.add_argument("--extractor", default="domain", choices=EXTRACTORS.names(),
                    help="domain: a classifier trained on the dataset (default); inception: the FID Inception-v3")
     e.add_argument("--weights", metavar="PATH", help="extractor weights file (evaluator .pt or Inception .pth)")
     e.add_argument("--split", default="test", help="real split a run is compared with (default test)")
-    e.add_argument("--img-size", type=at_least(0, "the real side's own size"), default=0,
+    e.add_argument("--img-size", type=at_least(0, "the real side's own size", most=4096), default=0,
                    help="with --real/--fake: resize both to this size")
     e.add_argument("--checkpoint", default="latest", help="latest (default) or best")
     e.add_argument("--json", metavar="OUT", help="also write the results as JSON")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=seed(), default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--data-dir", help="where named datasets are stored")
     e.add_argument("--no-ema", action="store_true",

@@ -235,15 +235,18 @@ def _card(cfg: Dict[str, Any], out: Path, files: List[str], run: str) -> str:
     if names:
         lines.append(f"| classes | {', '.join(map(str, names))} |")
     lines.append("")
+    # the folder by its own name: the card travels with the folder, the exporting machine's
+    # paths do not
+    here = Path(out).name
     lines += ["## Measured metrics", ""]
     if metrics:
         lines += [f"At step {metrics.get('step', cfg['step'])} (last evaluation of the run):", "",
                   "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4g} |" for k, v in metrics.items() if k not in ("step", "time")]
     else:
-        lines.append(f"None recorded while training; score it with `ganforge eval {out}`.")
+        lines.append(f"None recorded while training; score it with `ganforge eval {here}`.")
     lines += ["", "## Use", "", "```python", "import ganforge",
-              f"model = ganforge.load({str(out)!r})        # a ganforge.Generator"]
+              f"model = ganforge.load({here!r})   # this folder (its path where you keep it)"]
     if cfg["inputs"] == "noise":
         lines.append("images = model.sample(16, seed=0)" + ("   # classes=... picks classes" if names else "")
                      + "   # float32 (N, C, H, W) in [-1, 1]")
@@ -252,9 +255,9 @@ def _card(cfg: Dict[str, Any], out: Path, files: List[str], run: str) -> str:
                      "PIL images or paths")
     lines += ["```", "", "```bash"]
     if cfg["inputs"] == "noise":
-        lines.append(f"ganforge sample {out} --n 64 --out grid.png")
+        lines.append(f"ganforge sample {here} --n 64 --out grid.png")
     else:
-        lines.append(f"ganforge translate {out} INPUT --direction a2b --out translated/")
+        lines.append(f"ganforge translate {here} INPUT --direction a2b --out translated/")
     lines += ["```", "",
               "Loading reads `config.json` and `model.safetensors` only: no code in this folder "
               "is executed."]

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from ganforge.core.argtypes import at_least, positive
+from ganforge.core.argtypes import at_least, positive, seed
 from ganforge.core.command import Command
 from ganforge.core.files import check_output_file
 from ganforge.render.class_grid import save_class_grid
@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
 def arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("run", metavar="RUN_DIR_OR_CKPT")
-    s.add_argument("--n", type=at_least(1), default=64, help="number of images (default 64)")
+    s.add_argument("--n", type=at_least(1, most=50000, why="for larger sets, score with `ganforge eval --n`"), default=64, help="number of images (default 64)")
     s.add_argument("--out", default="samples.png", help="grid .png/.jpg, or .npy (float32 NxCxHxW in [-1,1])")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed(), default=0)
     s.add_argument("--checkpoint", default="latest", help="latest (default) or best")
     s.add_argument("--device", default="cpu")
     s.add_argument("--class", dest="class_", metavar="CLASS",

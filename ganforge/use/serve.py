@@ -30,7 +30,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from PIL import Image
 
 from ganforge.core import runfolder
-from ganforge.core.argtypes import at_least
+from ganforge.core.argtypes import MAX_SEED, at_least
 from ganforge.core.command import Command
 from ganforge.core.errors import UserError
 from ganforge.use.animate import write_animation
@@ -79,12 +79,30 @@ def _to_pil(x, min_side: int = 512) -> Image.Image:
     return im.resize((im.width * scale, im.height * scale), Image.NEAREST) if scale > 1 else im
 
 
+def _whole(value: Any) -> int:
+    """A whole number from a text box or slider (``"7"``, ``7.0``), read exactly (a 19-digit
+    seed must not pass through a float); ValueError for anything else (``nan``, ``inf``,
+    ``1.5``, text)."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        f = float(text)          # "7.0", "1e3"; ValueError for text
+        if not math.isfinite(f) or f != int(f):
+            raise ValueError(value) from None
+        return int(f)
+
+
 def parse_count(n: Any, max_n: int) -> int:
     try:
-        k = int(float(n))
+        k = _whole(n)
     except (TypeError, ValueError):
         raise UserError(f"batch size {n!r}: give a whole number from 1 to {max_n}") from None
-    if k != float(n) or k < 1:
+    if k < 1:
         raise UserError(f"batch size {n}: give a whole number from 1 to {max_n}")
     if k > max_n:
         raise UserError(f"batch size {k}: at most {max_n} images per request (the server's --max-n)")
@@ -93,11 +111,11 @@ def parse_count(n: Any, max_n: int) -> int:
 
 def parse_seed(seed: Any, what: str = "seed") -> int:
     try:
-        s = int(float(seed))
+        s = _whole(seed)
     except (TypeError, ValueError):
-        raise UserError(f"{what} {seed!r}: give a whole number") from None
-    if s < 0 or s >= 2 ** 63:
-        raise UserError(f"{what} {s}: give a whole number from 0 to 2**63-1")
+        raise UserError(f"{what} {seed!r}: give a whole number from 0 to {MAX_SEED}") from None
+    if s < 0 or s > MAX_SEED:
+        raise UserError(f"{what} {s}: give a whole number from 0 to {MAX_SEED}")
     return s
 
 
@@ -349,8 +367,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_DIR_OR_CKPT")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0: all)")
-    p.add_argument("--port", type=at_least(1), default=7860, help="port (default 7860)")
-    p.add_argument("--max-n", type=at_least(1), default=64,
+    p.add_argument("--port", type=at_least(1, most=65535, why="a TCP port"), default=7860, help="port (default 7860)")
+    p.add_argument("--max-n", type=at_least(1, most=1024), default=64,
                    help="most images one request may ask for (default 64)")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")

@@ -147,13 +147,13 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the translated images")
     p.add_argument("--grid", action="store_true",
                    help=f"also write DIR/{GRID_NAME}: rows of input | translated | reconstructed")
-    p.add_argument("--grid-max", type=at_least(1), default=64, metavar="N",
+    p.add_argument("--grid-max", type=at_least(1, most=4096), default=64, metavar="N",
                    help="images shown in the grid (default 64)")
-    p.add_argument("--limit", type=at_least(0, "all"), default=0, metavar="N", help="translate at most N images")
+    p.add_argument("--limit", type=at_least(0, "all", most=10**9), default=0, metavar="N", help="translate at most N images")
     p.add_argument("--checkpoint", default="latest", help="latest (default) or best")
     p.add_argument("--no-ema", action="store_true",
                    help="use the raw generators, not their weight averages (runs with ema.half_life)")
-    p.add_argument("--batch-size", type=at_least(1), default=64)
+    p.add_argument("--batch-size", type=at_least(1, most=4096), default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", help="where named datasets are stored")
 

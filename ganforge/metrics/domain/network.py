@@ -194,7 +194,8 @@ def default_evaluator_path(data_spec: PathLike, img_size: int) -> Path:
     return evaluators_dir() / f"{dataset_key(data_spec)}-{int(img_size)}px.pt"
 
 
-def _train_command(data_spec: PathLike, img_size: int = 0) -> str:
+def train_command(data_spec: PathLike, img_size: int = 0) -> str:
+    """The ``ganforge evaluator train`` command line for ``data_spec`` at ``img_size``."""
     name = registered_name(data_spec)     # an evaluator is per dataset, not per split or class
     cmd = f"ganforge evaluator train --data {shlex.quote(name or str(data_spec))}"
     return cmd + (f" --img-size {img_size}" if img_size else "")
@@ -215,7 +216,7 @@ def find_evaluator(data_spec: PathLike, img_size: int = 0) -> Path:
         raise EvaluatorError(
             f"no domain evaluator has been trained for '{shown}' yet (looked for "
             f"{d / (key + '-<size>px.pt')}). Train one (a few CPU minutes) with:\n"
-            f"  {_train_command(data_spec, img_size)}\n"
+            f"  {train_command(data_spec, img_size)}\n"
             f"or pass an evaluator file with --weights FILE.pt (needs labels: a folder must "
             f"have one subfolder per class; for one without, use an evaluator of similar "
             f"labelled images, or --extractor inception).")
@@ -267,6 +268,11 @@ class DomainEvaluator(FeatureExtractor):
                 f"{self.num_classes} classes, test accuracy {self.accuracy:.2%}, "
                 f"{self.feature_dim}-d features, hash {self.weights_hash[:12]})")
 
+    @property
+    def label(self) -> str:
+        ds = self.dataset.get("spec") or self.dataset.get("name", "?")
+        return f"domain {ds} {self.input_size}px {self.weights_hash[:12]}"
+
     # ------------------------------------------------------------------ input adaptation
     def _warn_once(self, key: str, msg: str) -> None:
         if key not in self._warned:
@@ -295,7 +301,7 @@ class DomainEvaluator(FeatureExtractor):
                                     f"trained at {s}x{s} px; resizing {h}x{w} inputs "
                                     f"(bilinear, antialiased). Scores are most meaningful "
                                     f"with an evaluator trained at the images' own size: "
-                                    f"{_train_command(self.dataset.get('spec', 'DATA'), h)}")
+                                    f"{train_command(self.dataset.get('spec', 'DATA'), h)}")
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False,
                               antialias=True)
         return x
@@ -395,7 +401,7 @@ def load_evaluator(spec_or_path: PathLike, *, img_size: int = 0,
     if digest != obj.get("weights_hash"):
         raise EvaluatorError(f"evaluator '{path}' is corrupted (its weights do not match the "
                              f"stored SHA-256); delete it and train again with "
-                             f"`{_train_command(obj.get('dataset', {}).get('spec', 'DATA'))}`")
+                             f"`{train_command(obj.get('dataset', {}).get('spec', 'DATA'))}`")
     try:
         net = build_net(arch)
         net.load_state_dict(state)

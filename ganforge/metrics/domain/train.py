@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -27,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.core.argtypes import at_least, positive
+from ganforge.core.argtypes import at_least, positive, seed
 from ganforge.core.command import Command
 from ganforge.core.devices import resolve_device
 from ganforge.data import DataError, load_dataset, to_float
@@ -40,8 +41,11 @@ from ganforge.metrics.domain.network import (
     dataset_key,
     default_evaluator_path,
     default_widths,
+    evaluators_dir,
+    find_evaluator,
     load_evaluator,
     save_evaluator,
+    train_command,
 )
 
 #: Fraction of a dataset held out for the test accuracy when it has no test split.
@@ -354,6 +358,31 @@ def train_evaluator(data_spec: PathLike, *, data_dir: Optional[str] = None, img_
     return path
 
 
+def ensure_evaluator(data_spec: PathLike, img_size: int = 0, *, data_dir: Optional[str] = None,
+                     log=None) -> Path:
+    """The stored evaluator for ``data_spec`` (:func:`find_evaluator`), trained now when none
+    exists yet, as torch-fidelity fetches its network on first use: once, cached in
+    :func:`evaluators_dir`, with a progress bar and a line saying what it does. Only for a
+    named dataset (its labels and recipe are known: about 1-3 minutes on 2 CPU cores); for a
+    folder or an array the caller gets one line with the command, since whether its labels
+    make a trustworthy ruler is the user's call. Raises :class:`EvaluatorError`."""
+    try:
+        return find_evaluator(data_spec, img_size)
+    except EvaluatorError:
+        pass
+    name = registered_name(str(data_spec))
+    cmd = train_command(data_spec, img_size)
+    if name is None:
+        raise EvaluatorError(
+            f"no domain evaluator has been trained for '{data_spec}' yet; train one first with "
+            f"`{cmd}` (needs one subfolder per class), or score with --extractor inception")
+    say = log or (lambda m: print(f"[ganforge] {m}", file=sys.stderr, flush=True))
+    say(f"no domain evaluator for {name}{f' at {img_size} px' if img_size else ''} yet: "
+        f"training one now, once (about 1-3 minutes on 2 CPU cores; stored in "
+        f"{evaluators_dir()}; the same as `{cmd}`)")
+    return train_evaluator(name, data_dir=data_dir, img_size=img_size, progress=True)
+
+
 # --------------------------------------------------------------------------------------------
 # CLI: `ganforge evaluator train ...` (wired into ganforge/cli.py)
 # --------------------------------------------------------------------------------------------
@@ -398,34 +427,34 @@ def arguments(e: argparse.ArgumentParser) -> None:
     t.add_argument("--data", required=True, help="dataset name (fashion-mnist, mnist) or a "
                                                  "folder with class subfolders")
     t.add_argument("--data-dir", help="where named datasets are stored")
-    t.add_argument("--img-size", type=at_least(0, "the dataset's own"), default=0, metavar="PX",
+    t.add_argument("--img-size", type=at_least(0, "the dataset's own", most=4096), default=0, metavar="PX",
                    help="train at this size (default: the dataset's own)")
     t.add_argument("--channels", type=int, default=0, choices=(0, 1, 3),
                    help="1 or 3 (default: the dataset's own)")
-    t.add_argument("--epochs", type=positive(float), default=None, metavar="N",
+    t.add_argument("--epochs", type=positive(float, most=10000), default=None, metavar="N",
                    help=f"default 4, or enough for {MIN_STEPS} steps on a small dataset")
-    t.add_argument("--batch-size", type=at_least(1), default=128, metavar="N", help="default 128")
-    t.add_argument("--time-budget", type=positive(float), metavar="SECONDS",
+    t.add_argument("--batch-size", type=at_least(1, most=65536), default=128, metavar="N", help="default 128")
+    t.add_argument("--time-budget", type=positive(float, most=10**7), metavar="SECONDS",
                    help="fit the schedule into about this many seconds")
     t.add_argument("--flip", dest="flip", action="store_true", default=None,
                    help="random horizontal flips (default: only for fashion-mnist, emoji, "
                         "avatars and wesnoth)")
     t.add_argument("--no-flip", dest="flip", action="store_false")
-    t.add_argument("--shift", type=at_least(0, "off"), default=None, metavar="PX",
+    t.add_argument("--shift", type=at_least(0, "off", most=1024), default=None, metavar="PX",
                    help="random translations by up to PX pixels (default 0; a tenth of the "
                         "image size when the default schedule makes more than 8 epochs)")
-    t.add_argument("--limit", type=at_least(0, "all"), default=0, metavar="N",
+    t.add_argument("--limit", type=at_least(0, "all", most=10**9), default=0, metavar="N",
                    help="use only the first N train images")
     t.add_argument("--out", metavar="PATH", help="evaluator file (default "
                                                  "$GANFORGE_CACHE/evaluators/<data>-<size>px.pt)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed(), default=0)
     t.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     t.add_argument("--threads", type=at_least(0, "as many as the machine has idle cores"), default=0, metavar="N",
                    help="torch CPU threads (default 0: as many as the machine has idle cores)")
     t.set_defaults(action=cli_evaluator_train)
     i = esub.add_parser("info", help="show a stored evaluator's accuracy and training data")
     i.add_argument("data", metavar="DATA_OR_FILE")
-    i.add_argument("--img-size", type=at_least(0, "the smallest trained"), default=0, metavar="PX")
+    i.add_argument("--img-size", type=at_least(0, "the smallest trained", most=4096), default=0, metavar="PX")
     i.set_defaults(action=cli_evaluator_info)
 
 

@@ -44,7 +44,8 @@ class Evaluation(Callback):
                               f"with `ganforge eval {trainer.run_dir}`")
         self._metrics = scoring.parse_metrics(e.metrics)
         self._extractor = scoring.get_extractor(e.extractor, data_spec=self.data.name,
-                                                img_size=trainer.img_size, device=trainer.device)
+                                                img_size=trainer.img_size, device=trainer.device,
+                                                data_dir=self.data.data_dir)
         self._real = scoring.real_features(
             self._extractor, self.data.name, e.split, img_size=trainer.img_size,
             channels=trainer.channels, n=e.n, data_dir=self.data.data_dir)

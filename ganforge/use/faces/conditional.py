@@ -150,7 +150,7 @@ class ConditionalModel(NoiseModel):
                                                    feats.shape[1])]
         for row in out["per_class"]:
             row["class"] = names[row["index"]]
-        return {"run": str(info.source), "step": info.step, "extractor": "domain",
+        return {"run": str(info.source), "step": info.step, "extractor": ev.label,
                 "evaluator": str(getattr(ev, "path", "") or ""),
                 "evaluator_accuracy": float(getattr(ev, "accuracy", float("nan"))),
                 "real": f"{real['data']} ({used})", "n_per_class": n_per_class,

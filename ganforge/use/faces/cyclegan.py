@@ -119,8 +119,14 @@ class TranslationModel(Generator):
     def _evaluate(self, req: EvalRequest) -> Dict[str, Any]:
         if req.extractor != "domain":
             raise EvalError("cyclegan runs are scored with the domain evaluator (--extractor domain)")
-        return self.translation_scores(evaluator=req.weights, n=min(req.n, 1000) if req.n else 1000,
-                                       device=req.device, data_dir=req.data_dir)
+        ev = _resolve_evaluator(req.weights, self.info.img_size, self.domain_spec("a"),
+                                self.domain_spec("b"), req.device)
+        scores: Dict[str, Any] = dict(self.translation_scores(
+            evaluator=ev, n=min(req.n, 1000) if req.n else 1000, device=req.device,
+            data_dir=req.data_dir))
+        if ev is not None:
+            scores["extractor"] = ev.label        # the ruler the FIDs and rates were taken with
+        return scores
 
     @torch.no_grad()
     def translation_scores(self, evaluator: Any = None, n: int = 1000, *,

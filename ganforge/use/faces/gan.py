@@ -110,6 +110,6 @@ class NoiseModel(Generator):
         real = scoring.real_features(ex, spec, req.split, **opts)   # test, else train
         scores = scoring.score_images(self.eval_batches(req.n, req.seed), ex, real,
                                       metrics=req.metrics, seed=req.seed)
-        return {"step": info.step, "extractor": ex.name, "generator": info.modules.get("G", "G"),
+        return {"step": info.step, "extractor": ex.label, "generator": info.modules.get("G", "G"),
                 "real": f"{real['data']} ({real['split']})", "n_real": real["n"], "n_fake": req.n,
                 **scores, **({"caveats": scores.caveats} if scores.caveats else {})}
