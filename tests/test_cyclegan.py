@@ -535,6 +535,11 @@ def test_evaluate_translation_with_an_evaluator(tmp_path):
     with pytest.warns(UserWarning, match="only cycle scores"):
         s = evaluate_translation(run, n=6)
     assert set(s) == {"n_a", "n_b", "cycle_l1", "cycle_l1_a", "cycle_l1_b"}
+    # `ganforge eval` on it: --metrics does not apply (it was ignored), and the scores name
+    # the evaluator they were taken with
+    from ganforge.core.errors import EvalError
+    with pytest.raises(EvalError, match="--metrics kid: a cyclegan run is scored"):
+        load_run(run).evaluate(metrics="kid", n=6, weights=StubEvaluator())
 
 
 # --------------------------------------------------------------------------- preset, real data

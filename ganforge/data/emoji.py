@@ -137,7 +137,8 @@ def find_font(data_dir: Optional[str] = None, download: bool = True) -> Path:
 def glyph_chars(font_path: Path) -> List[str]:
     """One character per distinct glyph of the font's cmap, in codepoint order."""
     from fontTools.ttLib import TTFont
-    cmap = TTFont(font_path, lazy=True).getBestCmap() or {}
+    with TTFont(font_path, lazy=True) as font:        # closes the file (a ResourceWarning)
+        cmap = font.getBestCmap() or {}
     seen, chars = set(), []
     for cp in sorted(cmap):
         glyph = cmap[cp]

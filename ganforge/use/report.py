@@ -224,7 +224,9 @@ def build_report(run: str | Path) -> str:
     if info is not None:
         step = info.step
         summary = [("task", info.task), ("model", info.model or model_cfg.get("name", "?")),
-                   ("data", f"{info.data} ({info.img_size} px, {info.channels} ch)")]
+                   # what the run trained on, as the trainer named it (CycleGAN: "A <-> B")
+                   ("data", f"{(st.get('data') or {}).get('name') or info.data} "
+                            f"({info.img_size} px, {info.channels} ch)")]
     else:
         step = runfolder.last_logged_step(run) or 0
         summary = [("task", train.get("task", "?")), ("model", model_cfg.get("name", "?")),

@@ -21,6 +21,7 @@ from ganforge.data.domains import (
     parse_domain,
     to_test_split,
 )
+from ganforge.metrics import DEFAULT_METRICS
 from ganforge.metrics.domain.network import load_evaluator
 from ganforge.metrics.fid import fid_from_features
 from ganforge.render.images import stack_bands, triplet_grid
@@ -119,6 +120,11 @@ class TranslationModel(Generator):
     def _evaluate(self, req: EvalRequest) -> Dict[str, Any]:
         if req.extractor != "domain":
             raise EvalError("cyclegan runs are scored with the domain evaluator (--extractor domain)")
+        if tuple(req.metrics) != tuple(DEFAULT_METRICS):
+            # it was silently ignored: a translation run has its own fixed set of scores
+            raise EvalError(f"--metrics {','.join(req.metrics)}: a cyclegan run is scored with "
+                            f"its own set (cycle L1, the target-class rates and a FID per "
+                            f"direction); drop --metrics")
         ev = _resolve_evaluator(req.weights, self.info.img_size, self.domain_spec("a"),
                                 self.domain_spec("b"), req.device)
         scores: Dict[str, Any] = dict(self.translation_scores(
