@@ -182,3 +182,35 @@ def test_report_and_info_name_the_device_and_precision_used(tmp_path):
     assert html.count("<figcaption>step ") >= 3        # the progression strip
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows
+
+
+def test_tensorboard_write_errors_are_one_warning_and_the_run_goes_on(tmp_path):
+    """A full disk under TensorBoard's writer thread printed that thread's traceback (QA case
+    15): its errors, in our calls or in its thread, are one warning; metrics.jsonl goes on."""
+    import threading
+    import warnings
+
+    from ganforge.core.config import LogConfig
+    from ganforge.training.callbacks.artifacts import Artifacts
+
+    class Broken:
+        def add_scalar(self, *a):
+            raise OSError(28, "No space left on device")
+
+    art = Artifacts(tmp_path, LogConfig(), write=True)
+    art._tb = Broken()
+    art._watch_tb_thread()
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            art.log({"step": 1, "loss_D": 1.0})
+            art.log({"step": 2, "loss_D": 0.5})
+            writer = type("Writer", (threading.Thread,), {"__module__": "tensorboard.fake",
+                                                          "run": lambda self: 1 / 0})()
+            writer.start()
+            writer.join()
+        msgs = [str(w.message) for w in seen]
+        assert len(msgs) == 1 and "TensorBoard cannot write its events (OSError" in msgs[0]
+        assert [r["step"] for r in runfolder.read_rows(tmp_path)] == [1, 2]
+    finally:
+        art._unwatch_tb_thread()

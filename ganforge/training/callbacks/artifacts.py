@@ -10,6 +10,8 @@ curves plot. Only rank 0 writes (ganforge/core/distributed.py).
 """
 from __future__ import annotations
 
+import threading
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -31,6 +33,8 @@ class Artifacts(Callback):
         self.every = log.sample_every
         self.frames: List[str] = []      # the grids written by this process, in order
         self._tb = None
+        self._tb_warned = False
+        self._previous_hook = None     # threading.excepthook before ours (see _watch_tb_thread)
 
     def open(self, trainer: TrainerT, resumed: bool) -> None:
         """Make the run folder, write the resolved config and open TensorBoard (before the
@@ -52,6 +56,7 @@ class Artifacts(Callback):
                 from torch.utils.tensorboard import SummaryWriter
                 self._tb = SummaryWriter(str(self.run_dir / runfolder.TENSORBOARD),
                                          purge_step=trainer.step_count if resumed else None)
+                self._watch_tb_thread()
             except Exception:   # tensorboard not installed: the JSON log and PNG curves remain
                 self._tb = None
 
@@ -65,6 +70,40 @@ class Artifacts(Callback):
         if runfolder.samples_dir(self.run_dir).is_dir():
             remove_stale_temps(runfolder.samples_dir(self.run_dir))
 
+    def _tb_failed(self, e: BaseException) -> None:
+        """TensorBoard could not write (a full disk, a lost mount): one warning, and the run
+        goes on without it (metrics.jsonl and curves.png are the record)."""
+        if self._tb is not None or not self._tb_warned:
+            warnings.warn(f"TensorBoard cannot write its events ({type(e).__name__}: {e}); "
+                          f"{runfolder.METRICS_LOG} and {runfolder.CURVES} go on", stacklevel=2)
+            self._tb_warned = True
+        self._tb = None
+
+    def _tb_call(self, fn, *a) -> None:
+        try:
+            fn(*a)
+        except Exception as e:  # noqa: BLE001 - TensorBoard's own writer errors, whatever they are
+            self._tb_failed(e)
+
+    def _watch_tb_thread(self) -> None:
+        """TensorBoard writes from a thread of its own; an error there (a full disk) would
+        print a traceback from that thread: it becomes :meth:`_tb_failed`'s one warning."""
+        if self._previous_hook is not None:
+            return
+        previous = self._previous_hook = threading.excepthook
+
+        def hook(args) -> None:
+            if type(args.thread).__module__.startswith("tensorboard"):
+                self._tb_failed(args.exc_value)
+            else:
+                previous(args)
+        threading.excepthook = hook
+
+    def _unwatch_tb_thread(self) -> None:
+        if self._previous_hook is not None:
+            threading.excepthook = self._previous_hook
+            self._previous_hook = None
+
     def log(self, row: Dict[str, Any]) -> None:
         """Append ``row`` to metrics.jsonl (and its numbers to TensorBoard)."""
         if not self.write:
@@ -72,8 +111,8 @@ class Artifacts(Callback):
         runfolder.append_row(self.run_dir, row)
         if self._tb is not None:
             for k, v in row.items():
-                if isinstance(v, (int, float)) and k not in ("step",):
-                    self._tb.add_scalar(k, v, row["step"])
+                if isinstance(v, (int, float)) and k not in ("step",) and self._tb is not None:
+                    self._tb_call(self._tb.add_scalar, k, v, row["step"])
 
     def plot(self) -> bool:
         """``curves.png`` from the metrics log so far."""
@@ -90,7 +129,7 @@ class Artifacts(Callback):
         if str(path) not in self.frames:
             self.frames.append(str(path))
         if self._tb is not None:
-            self._tb.add_image("samples", (make_grid(imgs) + 1) / 2, trainer.step_count)
+            self._tb_call(self._tb.add_image, "samples", (make_grid(imgs) + 1) / 2, trainer.step_count)
         return path
 
     def on_start(self, trainer: TrainerT, resumed: bool) -> None:
@@ -112,4 +151,5 @@ class Artifacts(Callback):
             write_gif(frames, self.run_dir / runfolder.GIF)
         self.plot()
         if self._tb is not None:
-            self._tb.flush()
+            self._tb_call(self._tb.flush)
+        self._unwatch_tb_thread()
