@@ -152,7 +152,7 @@ TINY = ["model.g_width=4", "model.d_width=4", "model.z_dim=8", "log.progress=fal
 
 @pytest.mark.parametrize("preset", ["dcgan-avatars", "dcgan-hinge-avatars", "cdcgan-avatars",
                                     "dcgan-hinge-avatars-32", "dcgan-wesnoth",
-                                    "dcgan-hinge-wesnoth", "dcgan-hinge-wesnoth-32"])
+                                    "dcgan-hinge-wesnoth", "dcgan-hinge-wesnoth-32", "cdcgan-wesnoth"])
 def test_colour_presets_train_and_sample(preset, few, tmp_path, monkeypatch):
     """Every avatars / sprites preset trains (2 steps, tiny widths) on a handful of images and
     samples RGB at its size; the conditional one samples the style asked for."""
@@ -167,9 +167,12 @@ def test_colour_presets_train_and_sample(preset, few, tmp_path, monkeypatch):
     import ganforge
     g = ganforge.load(run)
     assert g.info.img_size == size and g.info.channels == 3
-    if spec["train"].get("task") == "conditional":
+    if spec["train"].get("task") == "conditional" and spec["data"]["name"] == "avatars":
         assert g.class_names == list(av.STYLES)
         x = g.sample(2, classes="micah", seed=0)
+    elif spec["train"].get("task") == "conditional":           # sprites by race
+        assert len(g.class_names) >= 2
+        x = g.sample(2, classes=g.class_names[-1], seed=0)
     else:
         x = g.sample(2, seed=0)
     assert x.shape == (2, 3, size, size) and x.min() >= -1 and x.max() <= 1
