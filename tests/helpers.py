@@ -137,6 +137,27 @@ def cyclegan_cfg(out, **over):
     return cfg.with_overrides(over) if over else cfg
 
 
+def pix2pix_cfg(out, **over):
+    """A pix2pix run at width 4 (U-Net to 1x1 at 16 px), 1-layer PatchGAN, batch 4, 6 steps."""
+    cfg = Config().with_overrides({
+        "train.task": "pix2pix", "model.g_width": 4, "model.d_width": 4, "pix2pix.d_layers": 1,
+        "train.batch_size": 4, "train.steps": 6, "log.log_every": 2, "log.sample_every": 3,
+        "log.ckpt_every": 3, "log.n_samples": 6, "log.progress": False,
+        "log.tensorboard": False, "out": str(out)})
+    return cfg.with_overrides(over) if over else cfg
+
+
+def paired_squares(n=24, size=16, seed=0, test=8):
+    """Pairs (edge map -> square): targets are bright (255) and dim (110) squares, half each;
+    conditions their :func:`ganforge.data.pairs.edges`; a test split of ``test`` pairs."""
+    from ganforge.data.pairs import PairedData, edges
+
+    def make(k, s):
+        y = torch.cat([squares(k - k // 2, 255, size, s), squares(k // 2, 110, size, s + 1, 7)])
+        return ImageDataset(torch.cat([edges(y), y], dim=1), None, None, "squares-edges", "memory")
+    return PairedData(make(n, seed), make(test, seed + 10), 1, "squares-edges")
+
+
 # --------------------------------------------------------------------------- state comparison
 def assert_same_state(a: Any, b: Any, where: str = "state") -> None:
     """``a`` and ``b`` are bit-identical nested state (dicts, lists, tensors, numbers): the
@@ -250,11 +271,26 @@ def _domains_on_disk(root: Path):
             "cyclegan.domain_b": str(folder / "dim")}, folder
 
 
+def _pairs_on_disk(root: Path):
+    """The pairs as two folders paired by file name (A: edge maps, B: squares), and the
+    targets as labelled class folders (bright, dim) for a domain evaluator."""
+    p = paired_squares()
+    c, y = p.split(p.train.images)
+    save_pngs(Path(root) / "A", c)
+    save_pngs(Path(root) / "B", y)
+    half = len(y) - len(y) // 2
+    save_pngs(Path(root) / "classes" / "bright", y[:half])
+    save_pngs(Path(root) / "classes" / "dim", y[half:])
+    return {"pix2pix.data_a": str(Path(root) / "A"),
+            "pix2pix.data_b": str(Path(root) / "B")}, Path(root) / "classes"
+
+
 #: a kit for every registered task (ganforge.training.tasks.TASKS); a new task needs one here
 TASK_KITS: Dict[str, TaskKit] = {
     "gan": TaskKit(tiny_cfg, lambda: blobs(n=64), _noise_on_disk(lambda: blobs(n=64))),
     "conditional": TaskKit(cond_cfg, bars, _noise_on_disk(lambda: bars(n=48))),
     "cyclegan": TaskKit(cyclegan_cfg, domain_pair, _domains_on_disk),
+    "pix2pix": TaskKit(pix2pix_cfg, paired_squares, _pairs_on_disk),
 }
 
 

@@ -55,7 +55,8 @@ def outputs(model):
         return out
     x = torch.rand(3, model.info.channels, model.info.img_size, model.info.img_size,
                    generator=torch.Generator().manual_seed(0)) * 2 - 1
-    return {d: torch.cat(model.round_trip(x, d)) for d in model.directions}
+    return {d: torch.cat([t for t in model.round_trip(x, d) if t is not None])
+            for d in model.directions}
 
 
 @pytest.mark.parametrize("task", TASK_NAMES)

@@ -112,7 +112,8 @@ def test_every_family_task_loss_and_precision_trains_a_step_or_is_refused(tmp_pa
     from ganforge.training.tasks import registered_names
     names = registered_names()
     assert family in names["model"]
-    assert set(names["task"]) == {"gan", "conditional", "cyclegan"}, "a new task: walk it here"
+    assert set(names["task"]) == {"gan", "conditional", "cyclegan", "pix2pix"}, \
+        "a new task: walk it here"
     bad = _one_step_each(
         lambda out, **o: tiny_cfg(out, **{"train.task": task, "model.name": family,
                                           "train.steps": 1, "train.batch_size": 8, **o}),
@@ -131,5 +132,14 @@ def test_every_cyclegan_loss_and_precision_trains_a_step_or_is_refused(tmp_path)
     from tests.helpers import cyclegan_cfg, domain_pair
     bad = _one_step_each(lambda out, **o: cyclegan_cfg(out, **{"train.steps": 1, **o}),
                          domain_pair(), tmp_path,
+                         {"train.loss": registered_names()["loss"], "train.amp": PRECISIONS})
+    assert not bad, "\n".join(bad)
+
+
+def test_every_pix2pix_loss_and_precision_trains_a_step_or_is_refused(tmp_path):
+    from ganforge.training.tasks import registered_names
+    from tests.helpers import paired_squares, pix2pix_cfg
+    bad = _one_step_each(lambda out, **o: pix2pix_cfg(out, **{"train.steps": 1, **o}),
+                         paired_squares(), tmp_path,
                          {"train.loss": registered_names()["loss"], "train.amp": PRECISIONS})
     assert not bad, "\n".join(bad)

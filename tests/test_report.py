@@ -57,8 +57,9 @@ def test_report_written_at_end_of_training_and_by_command(runs, task, tmp_path):
     model_inputs = TASKS.get(task).trained_class.inputs
     if model_inputs == "image":
         assert "<h2>Translations</h2>" in text
-        # names its own networks and domains, not the unused model.* / data.* defaults
-        assert "<b>model</b><span>cyclegan-" in text and " &lt;-&gt; " in text
+        # names its own networks and data, not the unused model.* / data.* defaults
+        assert "<b>model</b><span>dcgan" not in text
+        assert "<b>data</b><span>fashion-mnist" not in text
     assert "<b>precision</b><span>float32</span>" in text     # what it ran with, not "auto"
     out = tmp_path / "r.html"
     assert main(["report", str(run), "--out", str(out)]) == 0

@@ -28,7 +28,7 @@ from ganforge.models.build import (
 )
 
 # Importing the family modules registers them (and their conditional variants).
-from ganforge.models import cyclegan, dcgan, fastgan, mlp, r3gan, resnet  # noqa: E402,F401  # isort: skip
+from ganforge.models import cyclegan, dcgan, fastgan, mlp, r3gan, resnet, unet  # noqa: E402,F401  # isort: skip
 
 __all__ = ["GENERATORS", "DISCRIMINATORS", "COND_GENERATORS", "COND_DISCRIMINATORS", "build",
            "from_spec", "freeze_d", "family_names", "is_image_to_image"]

@@ -87,15 +87,20 @@ def write_gif(frames: Sequence[str | Path], path: str | Path, duration_ms: int =
                  duration=durations, loop=0)
 
 
-def triplet_grid(inputs: torch.Tensor, translated: torch.Tensor, reconstructed: torch.Tensor,
-                 columns: int = 8) -> torch.Tensor:
+def triplet_grid(inputs: torch.Tensor, translated: torch.Tensor,
+                 reconstructed: Optional[torch.Tensor], columns: int = 8) -> torch.Tensor:
     """(C, H, W) grid in [-1, 1]: for every ``columns`` images, a row of inputs, a row of their
-    translations and a row of the reconstructions (short rows padded with white)."""
+    translations and a row of the reconstructions (pix2pix: the targets; None: no third row);
+    short rows padded with white. Grey rows are shown in colour's channels when another row
+    has three (an edge map beside the item drawn from it)."""
+    parts = [p for p in (inputs, translated, reconstructed) if p is not None]
+    c = max(p.shape[1] for p in parts)
+    parts = [p.expand(-1, c, -1, -1) if p.shape[1] == 1 else p for p in parts]
     n = inputs.shape[0]
     cols = max(1, min(columns, n))
     tiles = []
     for s in range(0, n, cols):
-        for part in (inputs, translated, reconstructed):
+        for part in parts:
             chunk = part[s:s + cols].detach().float().cpu()
             if chunk.shape[0] < cols:
                 pad = torch.ones((cols - chunk.shape[0], *chunk.shape[1:]))

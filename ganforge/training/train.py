@@ -58,6 +58,12 @@ FLAGS: Tuple[Flag, ...] = (
 )
 
 
+#: config keys that may name a local folder (stored absolute: see train_config). CycleGAN's
+#: domains are not among them: its runs stored them as given since 0.1, and a resume compares
+#: them with the saved ones.
+PATH_KEYS = ("data.name", "pix2pix.data_a", "pix2pix.data_b", "pix2pix.aligned")
+
+
 def all_flags() -> Tuple[Flag, ...]:
     """The shared flags and every registered task's own."""
     return FLAGS + tuple(f for _, task in TASKS.items() for f in task.flags)
@@ -83,11 +89,12 @@ def train_config(args: argparse.Namespace) -> Config:
     if args.epochs is not None and args.steps is None:
         cfg = cfg.with_overrides({"train.steps": 0})
     cfg = cfg.with_overrides(parse_pairs(args.overrides), where="override")
-    data = absolute_spec(cfg.data.name) if cfg.data.name else ""
-    if data != cfg.data.name:
-        # a folder given relative to here: stored absolute, so the run can be resumed,
-        # evaluated and sampled from any directory
-        cfg = cfg.with_overrides({"data.name": data}, where="flag")
+    # a folder given relative to here: stored absolute, so the run can be resumed, evaluated
+    # and sampled from any directory (the data, pix2pix's two folders)
+    paths = {k: getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) for k in PATH_KEYS}
+    absolute = {k: absolute_spec(v) for k, v in paths.items() if v and absolute_spec(v) != v}
+    if absolute:
+        cfg = cfg.with_overrides(absolute, where="flag")
     return resolve_config(cfg)
 
 

@@ -90,9 +90,11 @@ def _size_fits(family: str):
 
 
 def default_run_dir(cfg: Config) -> str:
-    data = Path(cfg.data.name).name if ("/" in cfg.data.name or os.sep in cfg.data.name) else cfg.data.name
+    task = TASKS.get(cfg.train.task)
+    name = task.data_label(cfg)
+    data = Path(name).name if ("/" in name or os.sep in name) else name
     data = data.replace(":", "-") or "data"
-    return str(Path("runs") / f"{TASKS.get(cfg.train.task).run_label(cfg)}-{data}")
+    return str(Path("runs") / f"{task.run_label(cfg)}-{data}")
 
 
 class Trainer:

@@ -2,7 +2,8 @@
 
 Noise runs: seed, batch size, a class picker (runs with classes), a truncation slider, a
 download button for the grid (PNG) and a loop between two seeds (GIF + frame grid).
-Image-to-image runs: an uploaded image translated both ways (a2b and b2a).
+Image-to-image runs: an uploaded image translated in each of the run's directions (CycleGAN:
+a2b and b2a; pix2pix: a2b).
 
 It works with no internet: analytics off (``GRADIO_ANALYTICS_ENABLED=False`` is set before
 gradio is imported, ``analytics_enabled=False``), a theme with system fonts only (no Google
@@ -206,14 +207,15 @@ class _Session:
         gif = write_animation(list(x), self.path(f"walk-{a}-{b}", ".gif"), fps=12)
         return str(gif), self.save(_to_pil(x), f"frames-{a}-{b}")
 
-    def translate(self, upload) -> Tuple[str, str, str]:
+    def translate(self, upload) -> Tuple[str, ...]:
+        """The uploaded image as the run sees it, then its translation in each of the run's
+        directions (CycleGAN: a2b and b2a; pix2pix: a2b)."""
         im = open_upload(upload)
         with self.lock:
-            ab = self.g.translate(im, "a2b")
-            ba = self.g.translate(im, "b2a")
+            outs = [self.g.translate(im, d) for d in self.g.directions]
             inp = self.g.prepare_images(im)
-        return (self.save(_to_pil(inp), "input"), self.save(_to_pil(ab), "a2b"),
-                self.save(_to_pil(ba), "b2a"))
+        return (self.save(_to_pil(inp), "input"),
+                *(self.save(_to_pil(y), d) for d, y in zip(self.g.directions, outs)))
 
 
 def _image(gr: Any, **kw) -> Any:
@@ -318,10 +320,10 @@ def build_app(generator: Generator, max_n: int = 64, title: str = "ganforge"):
                         with gr.Row():
                             shown = _image(gr, label="input (as the run sees it)", format="png",
                                            elem_id="input")
-                            ab = _image(gr, label="A -> B", format="png", elem_id="a2b")
-                            ba = _image(gr, label="B -> A", format="png", elem_id="b2a")
-                go3.click(_guarded(gr, st.translate), [up], [shown, ab, ba], api_name="translate")
-                up.upload(_guarded(gr, st.translate), [up], [shown, ab, ba])
+                            outs = [_image(gr, label=f"{d[0].upper()} -> {d[-1].upper()}",
+                                           format="png", elem_id=d) for d in g.directions]
+                go3.click(_guarded(gr, st.translate), [up], [shown, *outs], api_name="translate")
+                up.upload(_guarded(gr, st.translate), [up], [shown, *outs])
     app.ganforge_session = st  # type: ignore[attr-defined]
     return app
 

@@ -90,10 +90,12 @@ def write_images(images: torch.Tensor, names: List[str], out: Path) -> List[Path
     return paths
 
 
-def write_grid(inputs: torch.Tensor, translated: torch.Tensor, reconstructed: torch.Tensor,
-               path: Path, max_images: int = 64) -> Path:
+def write_grid(inputs: torch.Tensor, translated: torch.Tensor,
+               reconstructed: Optional[torch.Tensor], path: Path, max_images: int = 64) -> Path:
+    """Rows of input | translated | reconstructed (None, a run with no way back: two rows)."""
     n = min(max_images, inputs.shape[0])
-    grid = triplet_grid(inputs[:n], translated[:n], reconstructed[:n])
+    grid = triplet_grid(inputs[:n], translated[:n],
+                        reconstructed[:n] if reconstructed is not None else None)
     img = Image.fromarray(grid_to_uint8(grid))
     if inputs.shape[-1] <= 32:
         img = img.resize((img.width * 2, img.height * 2), Image.NEAREST)

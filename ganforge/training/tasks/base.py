@@ -186,6 +186,12 @@ class Task:
         """What is trained, in a word: names the default run folder and the start message."""
         return cfg.model.name
 
+    @classmethod
+    def data_label(cls, cfg) -> str:
+        """What it trains on, for the default run folder's name: ``data.name`` (a task with
+        data keys of its own names them)."""
+        return cfg.data.name
+
     def ema_or(self, name: str) -> nn.Module:
         """``<name>_ema`` when the trainer keeps an average of ``name`` (the better generator for
         pictures), else ``name`` itself."""

@@ -1,7 +1,8 @@
 """Each task's face, registered in :data:`ganforge.use.face.FACES` under the task's name:
 ``gan`` (:class:`~ganforge.use.faces.gan.NoiseModel`), ``conditional``
 (:class:`~ganforge.use.faces.conditional.ConditionalModel`) and ``cyclegan``
-(:class:`~ganforge.use.faces.cyclegan.TranslationModel`). A task's training half
+(:class:`~ganforge.use.faces.cyclegan.TranslationModel`) and ``pix2pix``
+(:class:`~ganforge.use.faces.pix2pix.PairedModel`). A task's training half
 (``ganforge/training/tasks/<task>.py``) names its face as ``trained_class``.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from ganforge.core.checkpoint import CheckpointError
 from ganforge.core.config import DEFAULT_TASK
 from ganforge.use.face import FACES, Generator, task_of
-from ganforge.use.faces import conditional, cyclegan, gan  # noqa: F401  (register the faces)
+from ganforge.use.faces import conditional, cyclegan, gan, pix2pix  # noqa: F401  (register the faces)
 
 
 def face_for(task: str) -> type:
