@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from results_io import save
+from results_io import md_table, save
 
 import ganforge
 from ganforge.core.checkpoint import load_checkpoint, numbered_checkpoints
@@ -167,15 +167,7 @@ def main() -> int:
              f"images, {args.data} domain evaluator at {size} px; each run trained for "
              f"{args.minutes:g} wall-clock minutes; class acc.: the evaluator's class of "
              f"{args.n_per_class} samples per class asked for (conditional runs)", "",
-             "| run | seed | steps | " + " | ".join(h for _, h, _ in COLS) + " |",
-             "|---|---|---|" + "---|" * len(COLS)]
-    for r in rows:
-        cells = []
-        for k, _, d in COLS:
-            v = r.get(k)
-            sd = r.get(f"{k}_sd")
-            cells.append("" if v is None else f"{v:.{d}f}" + (f" ± {sd:.{d}f}" if sd is not None else ""))
-        lines.append(f"| {r['run']} | {r.get('seed', '')} | {r.get('steps', '')} | " + " | ".join(cells) + " |")
+             *md_table(("run", "seed", "steps"), COLS, rows)]
     lines += ["", "FID against minutes (curve points, 2,000 samples each):", ""]
     for r in rows:
         if r.get("curve"):

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from results_io import save
+from results_io import md_table, save
 
 import ganforge
 from ganforge.data import load_dataset
@@ -137,11 +137,7 @@ def main() -> int:
              f"{args.n} samples of each run's EMA G vs all {len(load_dataset('emoji'))} emoji "
              f"glyphs, emoji domain evaluator at 64 px; artefact ratio: generated / real share of "
              f"spectral energy in the highest frequencies (1.0 = real)", "",
-             "| run | steps | " + " | ".join(h for _, h, _ in COLS) + " |",
-             "|---|---|" + "---|" * len(COLS)]
-    for r in rows:
-        cells = [f"{r[k]:.{d}f}" if r.get(k) is not None else "" for k, _, d in COLS]
-        lines.append(f"| {r['run']} | {r.get('steps', '')} | " + " | ".join(cells) + " |")
+             *md_table(("run", "steps"), COLS, rows)]
     save("\n".join(lines), rows, args.out)
     return 0
 

@@ -246,6 +246,17 @@ def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(mask[:, None, None, None], x.flip(-1), x)
 
 
+def jitter_and_flip(x: torch.Tensor, crop: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """:func:`random_jitter` by ``crop`` px (0: none), then :func:`random_flip` (when
+    ``flip``), both from ``gen``: the training-time augmentation of the image-to-image tasks
+    (CycleGAN's domains; pix2pix's pairs, one tensor so both halves move together)."""
+    if crop:
+        x = random_jitter(x, crop, gen)
+    if flip:
+        x = random_flip(x, gen)
+    return x
+
+
 # --------------------------------------------------------------------------- the loader
 class TwoDomainLoader:
     """``next()`` -> ``(x_a, x_b)``: one float batch in [-1, 1] from each domain."""
@@ -273,10 +284,7 @@ class TwoDomainLoader:
         self._main = self.a if self.a.n >= self.b.n else self.b
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        if self.crop:
-            x = random_jitter(x, self.crop, self.aug_gen)
-        if self.flip:
-            x = random_flip(x, self.aug_gen)
+        x = jitter_and_flip(x, self.crop, self.flip, self.aug_gen)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

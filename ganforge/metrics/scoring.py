@@ -61,7 +61,7 @@ def get_extractor(name: str, *, data_spec: str, img_size: int = 0, weights: Opti
         if weights is None:
             # imported here: training one pulls in the data loaders, which sampling never needs
             from ganforge.metrics.domain.train import ensure_evaluator
-            ensure_evaluator(dataset_source(data_spec), img_size, data_dir=data_dir)
+            weights = str(ensure_evaluator(dataset_source(data_spec), img_size, data_dir=data_dir))
         return EXTRACTORS.build("domain", data=dataset_source(data_spec), weights=weights,
                                 img_size=img_size, device=device)
     if name == "inception":

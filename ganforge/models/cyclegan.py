@@ -47,7 +47,9 @@ import torch.nn as nn
 from ganforge.models.build import DISCRIMINATORS, GENERATORS
 
 
-def _check_common(who: str, channels: int, width: int) -> None:
+def check_common(who: str, channels: int, width: int) -> None:
+    """ValueError unless ``channels`` and ``width`` are positive integers (every
+    image-to-image network's first check)."""
     if not isinstance(channels, int) or channels < 1:
         raise ValueError(f"{who}: channels={channels!r} must be a positive integer (1 or 3)")
     if not isinstance(width, int) or width < 1:
@@ -92,7 +94,7 @@ class ResnetGenerator(nn.Module):
     def __init__(self, *, img_size: int = 0, channels: int = 3, width: int = 64,
                  n_blocks: int = 9, n_down: int = 2, out_channels: int = 0):
         super().__init__()
-        _check_common("cyclegan-resnet", channels, width)
+        check_common("cyclegan-resnet", channels, width)
         if not isinstance(n_blocks, int) or n_blocks < 0:
             raise ValueError(f"cyclegan-resnet: n_blocks={n_blocks!r} must be >= 0 "
                              f"(the paper uses 6 at 128 px and 9 at 256 px)")
@@ -146,7 +148,7 @@ class PatchGANDiscriminator(nn.Module):
     def __init__(self, *, img_size: int = 0, channels: int = 3, width: int = 64,
                  n_layers: int = 3):
         super().__init__()
-        _check_common("patchgan", channels, width)
+        check_common("patchgan", channels, width)
         if not isinstance(n_layers, int) or n_layers < 1:
             raise ValueError(f"patchgan: n_layers={n_layers!r} must be >= 1")
         if img_size:

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from ganforge.models.build import GENERATORS
-from ganforge.models.cyclegan import init_normal_
+from ganforge.models.cyclegan import check_common, init_normal_
 
 #: the paper's depth at 256 px (down to 1x1); never more
 MAX_DOWN = 8
@@ -61,10 +61,7 @@ class UNetGenerator(nn.Module):
     def __init__(self, *, img_size: int = 0, channels: int = 3, out_channels: int = 0,
                  width: int = 64, n_down: int = 0, dropout: float = 0.5):
         super().__init__()
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"pix2pix-unet: channels={channels!r} must be a positive integer")
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"pix2pix-unet: width={width!r} must be a positive integer")
+        check_common("pix2pix-unet", channels, width)
         n_down = n_down or (default_down(img_size) if img_size else 0)
         if not isinstance(n_down, int) or n_down < 1:
             raise ValueError(f"pix2pix-unet: img_size={img_size} cannot be halved even once; "

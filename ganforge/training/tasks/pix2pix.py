@@ -45,7 +45,7 @@ from ganforge.core.config import ConfigError, key
 from ganforge.core.distributed import SINGLE, DistInfo
 from ganforge.data import to_float
 from ganforge.data.batching import BatchLoader
-from ganforge.data.domains import random_flip, random_jitter
+from ganforge.data.domains import jitter_and_flip
 from ganforge.data.pairs import PAIRED, PairedData, load_pairs
 from ganforge.losses.adversarial import d_prob
 from ganforge.models.cyclegan import receptive_field
@@ -112,11 +112,7 @@ class PairLoader:
 
     def next(self) -> Tuple[torch.Tensor, torch.Tensor]:
         x, _ = self.loader.next()
-        if self.crop:
-            x = random_jitter(x, self.crop, self.aug_gen)
-        if self.flip:
-            x = random_flip(x, self.aug_gen)
-        c, y = self.data.split(x)
+        c, y = self.data.split(jitter_and_flip(x, self.crop, self.flip, self.aug_gen))
         if self.channels_last:
             c, y = (t.contiguous(memory_format=torch.channels_last) for t in (c, y))
         return c, y
